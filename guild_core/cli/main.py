@@ -1,0 +1,96 @@
+"""The ``guild`` command.
+
+Subcommands load on first use, so ``guild --help`` and ``guild runs``
+import only what they need. Domain errors become one ``guild: ...``
+line and exit status 1 here, and only here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from guild_core import __version__
+from guild_core.errors import GuildError
+
+# name -> (module, attribute, short help). The help is here so listing
+# commands does not import them.
+COMMANDS = {
+    "cat": ("guild_core.cli.files", "cat", "Show contents of a run file."),
+    "check": ("guild_core.cli.info", "check", "Check the Guild setup."),
+    "ls": ("guild_core.cli.files", "ls", "List run files."),
+    "operations": ("guild_core.cli.info", "operations", "Show operations in guild.yml."),
+    "plugins": ("guild_core.cli.info", "plugins_", "Show installed plugins."),
+    "run": ("guild_core.cli.run", "run", "Run an operation."),
+    "runs": ("guild_core.cli.runs", "runs", "Show or manage runs."),
+    "stop": ("guild_core.cli.stop", "stop", "Stop one or more runs."),
+    "watch": ("guild_core.cli.stop", "watch", "Watch run output."),
+}
+ALIASES = {"ops": "operations"}
+
+
+def report(e: GuildError) -> None:
+    click.echo(f"guild: {e}", err=True)
+    if e.hint:
+        click.echo(e.hint, err=True)
+
+
+class GuildGroup(click.Group):
+    """Lazy subcommands, and domain errors turned into ``guild: ...``."""
+
+    def __init__(self, *args, lazy=None, **kw):
+        super().__init__(*args, **kw)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx):
+        return sorted(set(self.commands) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        name = ALIASES.get(name, name) if self.lazy is COMMANDS else name
+        if name in self.commands:
+            return self.commands[name]
+        if name not in self.lazy:
+            return None
+        module, attr, _help = self.lazy[name]
+        cmd = getattr(importlib.import_module(module), attr)
+        self.commands[name] = cmd
+        return cmd
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy:
+                rows.append((name, self.lazy[name][2]))
+            else:
+                cmd = self.commands[name]
+                rows.append((name, cmd.get_short_help_str()))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GuildError as e:
+            report(e)
+            ctx.exit(1)
+
+
+@click.group(cls=GuildGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="guild", message="%(prog)s %(version)s")
+def guild():
+    """Guild: track, compare and reproduce machine-learning runs."""
+
+
+def main() -> None:
+    try:
+        guild(prog_name="guild")
+    except GuildError as e:  # raised outside a command (plugin loading)
+        report(e)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

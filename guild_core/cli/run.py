@@ -1,0 +1,185 @@
+"""``guild run``: start an operation, a staged run, or a restart."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from guild_core import flags as flagslib
+from guild_core.errors import FlagError, GuildError
+from guild_core.flagdefs import FlagDef
+from guild_core.cli.common import confirm, flag_detector, flags_launcher, plugin_manager
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("opspec", required=False)
+@click.argument("flags", nargs=-1)
+@click.option("-y", "--yes", is_flag=True, help="Do not prompt before running.")
+@click.option("-l", "--label", metavar="LABEL", help="Set a label for the run.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the run (may be used more than once).")
+@click.option("-b", "--background", is_flag=True, help="Run in the background.")
+@click.option("--pidfile", metavar="PIDFILE", help="Run in the background and write its pid to PIDFILE.")
+@click.option("--stage", is_flag=True, help="Stage the run to start later with --start.")
+@click.option("--start", "--restart", "restart", metavar="RUN", help="Start a staged run or restart an existing one.")
+@click.option("--print-cmd", is_flag=True, help="Show the command the operation would run and exit.")
+@click.option("--help-op", is_flag=True, help="Show the operation's help and flags and exit.")
+@click.option("--force-flags", is_flag=True, help="Accept flags the operation does not define.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not show messages from guild.")
+def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, print_cmd, help_op, force_flags, quiet):
+    """Run an operation.
+
+    OPSPEC is an operation from guild.yml or a script path (train.py).
+    Set flags with NAME=VALUE arguments.
+    """
+    if opspec and "=" in opspec and not Path(opspec).exists():
+        flags = (opspec,) + flags
+        opspec = None
+    if restart:
+        _restart(restart, list(flags), yes, label, tags, background, pidfile, print_cmd, force_flags, quiet)
+        return
+    if not opspec:
+        raise GuildError(
+            "cannot find a default operation",
+            hint="Try 'guild operations' for a list.",
+        )
+    from guild_core import opdef as opdeflib
+    from guild_core import runner
+
+    pm = plugin_manager()
+    opdef = opdeflib.resolve(opspec, Path.cwd(), flag_detector(pm))
+    if help_op:
+        click.echo(_help_op(opdef))
+        return
+    try:
+        assigns = flagslib.parse_assigns(list(flags))
+        flag_vals, user_flags = flagslib.resolve_flag_values(opdef.flagdefs, assigns, force_flags)
+    except FlagError as e:
+        raise _flag_error(e, opdef.name) from None
+    launcher = flags_launcher(pm, opdef.flags_dest)
+    if print_cmd:
+        op = runner.op_data(opdef, launcher, script_in_run=True)
+        click.echo(" ".join(shlex.quote(a) for a in runner.command(op, flag_vals)))
+        return
+    action = "stage" if stage else "run"
+    if not yes and not confirm(_preview(f"You are about to {action} {opdef.name}", flag_vals)):
+        sys.exit(1)
+    run_params = {
+        "opspec": opspec,
+        "flags": list(flags),
+        "label": label,
+        "tags": list(tags),
+        "background": bool(background or pidfile),
+        "stage": stage,
+        "force_flags": force_flags,
+        "yes": yes,
+        "quiet": quiet,
+    }
+    new_run = runner.create_run(
+        opdef, flag_vals, user_flags, launcher,
+        label=label, tags=list(tags), run_params=run_params, staged=stage,
+    )
+    if stage:
+        click.echo(f"{opdef.name} staged as {new_run.id}")
+        click.echo(f"To start the operation, use 'guild run --start {new_run.id}'")
+        return
+    _start(new_run, opdef.name, background, pidfile, quiet)
+
+
+def _start(run, op_name, background, pidfile, quiet):
+    from guild_core import plugins, runner
+
+    if background or pidfile:
+        pid = runner.start_background(run, pidfile)
+        if not quiet:
+            click.echo(f"{op_name} started in background as {run.id} (pid {pid})")
+        return
+    pm = plugin_manager()
+    exit_status = runner.start(
+        run,
+        quiet=quiet,
+        on_started=lambda r: plugins.call_lifecycle(pm, "guild_run_starting", run=r),
+        on_stopped=lambda r: plugins.call_lifecycle(pm, "guild_run_stopped", run=r),
+    )
+    if exit_status != 0:
+        sys.exit(exit_status if exit_status > 0 else 128 - exit_status)
+
+
+def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, force_flags, quiet):
+    from guild_core import runner, select
+    from guild_core.opdef import _typed
+
+    run = select.select_one(select.all_runs(), spec)
+    if run.status == "running":
+        raise GuildError(f"run {run.id} is still running", hint="Stop it first with 'guild stop'.")
+    op = run.get("op")
+    if not op:
+        raise GuildError(f"cannot restart run {run.id}: it has no operation definition")
+    prev = run.get("flags") or {}
+    cmd_flags = (op.get("op-cmd") or {}).get("cmd-flags") or {}
+    flagdefs = {
+        name: _typed(FlagDef.from_dict(name, {**(cmd_flags.get(name) or {}), "default": val}))
+        for name, val in prev.items()
+    }
+    try:
+        assigns = flagslib.parse_assigns(flags)
+        flag_vals, new_user_flags = flagslib.resolve_flag_values(flagdefs, assigns, force_flags)
+    except FlagError as e:
+        raise _flag_error(e, run.op_name) from None
+    if print_cmd:
+        click.echo(" ".join(shlex.quote(a) for a in runner.command(op, flag_vals)))
+        return
+    if not yes and not confirm(_preview(f"You are about to start {run.id} ({run.op_name})", flag_vals)):
+        sys.exit(1)
+    if assigns or label is not None:
+        user_flags = {**(run.get("user_flags") or {}), **new_user_flags}
+        runner.update_flags(run, flag_vals, user_flags, label)
+    if tags:
+        run.write_attr("tags", sorted(set(run.get("tags") or []) | set(tags)))
+    _start(run, run.op_name, background, pidfile, quiet)
+
+
+def _flag_error(e: FlagError, op_name: str) -> GuildError:
+    if str(e).startswith("unsupported flag"):
+        return GuildError(
+            str(e),
+            hint=f"Try 'guild run {op_name} --help-op' for a list of flags "
+            "or use --force-flags to skip this check.",
+        )
+    return e
+
+
+def _preview(header: str, flag_vals: dict) -> str:
+    lines = [header]
+    for name, val in sorted(flag_vals.items()):
+        lines.append(f"  {name}: {flagslib.encode_value(val)}")
+    return "\n".join(lines) + "\n" + "Continue?"
+
+
+def _help_op(opdef) -> str:
+    lines = [f"Usage: guild run [OPTIONS] {opdef.name} [FLAG]...", ""]
+    if opdef.description:
+        lines += [opdef.description, ""]
+    lines += ["Use 'guild run --help' for a list of options.", ""]
+    if not opdef.flagdefs:
+        lines.append("This operation has no flags.")
+        return "\n".join(lines)
+    lines.append("Flags:")
+    rows = []
+    for name, fd in sorted(opdef.flagdefs.items()):
+        desc = (fd.description or "").strip().split("\n")[0]
+        notes = []
+        if fd.required:
+            notes.append("required")
+        elif fd.default is not None:
+            notes.append(f"default is {flagslib.encode_value(fd.default)}")
+        desc = f"{desc} ({', '.join(notes)})".strip() if notes else desc
+        rows.append((name, desc))
+        if fd.choices:
+            rows.append(("", "Choices: " + ", ".join(flagslib.encode_value(c) for c in fd.choices)))
+    width = max(len(n) for n, _ in rows)
+    for name, desc in rows:
+        lines.append(f"  {name.ljust(width)}  {desc}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""``guild runs``: list runs and show one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+
+import click
+
+from guild_core import select, util
+from guild_core.run import Run
+
+RUNS_PER_GROUP = 20
+
+
+def list_options(fn):
+    for opt in reversed(
+        [
+            click.option("-a", "--all", "all_", is_flag=True, help="Show all runs."),
+            click.option("-m", "--more", count=True, help="Show 20 more runs (repeatable)."),
+            click.option("-d", "--deleted", is_flag=True, help="Show deleted runs."),
+            click.option("--json", "as_json", is_flag=True, help="Show runs as JSON."),
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+@click.group(invoke_without_command=True)
+@list_options
+@click.pass_context
+def runs(ctx, all_, more, deleted, as_json):
+    """Show or manage runs. With no command, list runs."""
+    if ctx.invoked_subcommand is None:
+        _list(all_, more, deleted, as_json)
+
+
+@runs.command("list")
+@list_options
+def list_(all_, more, deleted, as_json):
+    """List runs, newest first."""
+    _list(all_, more, deleted, as_json)
+
+
+def _list(all_, more, deleted, as_json):
+    runs_ = select.all_runs(deleted=deleted)
+    if as_json:
+        click.echo(json.dumps([_list_json(run) for run in runs_]))
+        return
+    shown = runs_ if all_ else runs_[: (more + 1) * RUNS_PER_GROUP]
+    for line in format_list(shown):
+        click.echo(line)
+    if len(shown) < len(runs_):
+        click.echo(
+            f"Showing the first {len(shown)} runs ({len(runs_)} total) - use --all "
+            "to show all or -m to show more",
+            err=True,
+        )
+
+
+def format_list(runs_: list[Run]) -> list[str]:
+    rows = [
+        [
+            f"[{i}:{run.short_id}]",
+            op_desc(run),
+            util.format_timestamp(run.get("started")),
+            run.status,
+            run.get("label") or "",
+        ]
+        for i, run in enumerate(runs_, 1)
+    ]
+    return util.table(rows)
+
+
+def op_desc(run: Run) -> str:
+    """The operation, with its project directory unless it is the cwd,
+    and ``[marked]`` for marked runs (Guild AI's list column)."""
+    desc = run.op_name
+    opref = run.opref
+    project = opref.project_dir if opref else None
+    if opref and opref.type == "builtin":
+        proto = run.batch_proto
+        project = proto.opref.project_dir if proto and proto.opref else None
+    if project and os.path.abspath(project) != os.getcwd():
+        desc += f" ({_format_dir(project)})"
+    if run.get("marked"):
+        desc += " [marked]"
+    return desc
+
+
+def _format_dir(path: str) -> str:
+    home = os.path.expanduser("~")
+    if path == home or path.startswith(home + os.sep):
+        return "~" + path[len(home):]
+    return path
+
+
+def _list_json(run: Run) -> dict:
+    data = {
+        "id": run.id,
+        "run_dir": str(run.path),
+        "opref": str(run.opref) if run.opref else "",
+        "operation": run.op_name,
+    }
+    for name in ("exit_status", "cmd", "comments", "marked", "label", "started"):
+        data[name] = run.get(name)
+    data["status"] = run.status
+    data["stopped"] = run.get("stopped")
+    data["tags"] = run.get("tags")
+    return data
+
+
+@runs.command("info")
+@click.argument("run", required=False)
+@click.option("-d", "--deleted", is_flag=True, help="Show a deleted run.")
+@click.option("--json", "as_json", is_flag=True, help="Show as JSON.")
+def info(run, deleted, as_json):
+    """Show information about a run (default: the latest)."""
+    target = select.select_one(select.all_runs(deleted=deleted), run)
+    data = info_data(target)
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    for key, val in data.items():
+        if key == "tags":
+            click.echo("tags:" + "".join(f"\n  - {t}" for t in val))
+        elif key == "flags":
+            click.echo("flags:")
+            from guild_core.flags import encode_value
+
+            for name, fval in val.items():
+                click.echo(f"  {name}: {encode_value(fval)}")
+        elif key == "scalars":
+            click.echo("scalars:")
+            for name, (sval, step) in val.items():
+                click.echo(f"  {name}: {sval:f} (step {step})")
+        else:
+            click.echo(f"{key}: {'' if val is None else val}")
+
+
+def info_data(run: Run) -> dict:
+    """``runs info`` fields, with Guild AI 0.9's keys and value shapes."""
+    opref = run.opref
+    cmd = run.get("cmd") or []
+    return {
+        "id": run.id,
+        "operation": run.op_name,
+        "from": (opref.project_dir or "") if opref else "",
+        "status": run.status,
+        "started": util.format_timestamp(run.get("started")),
+        "stopped": util.format_timestamp(run.get("stopped")),
+        "marked": "yes" if run.get("marked") else "no",
+        "label": run.get("label") or "",
+        "sourcecode_digest": run.get("sourcecode_digest") or "",
+        "vcs_commit": run.get("vcs_commit") or "",
+        "run_dir": str(run.path),
+        "command": " ".join(shlex.quote(str(a)) for a in cmd),
+        "exit_status": run.get("exit_status", ""),
+        "pid": run.pid or "",
+        "tags": list(run.get("tags") or []),
+        "flags": dict(sorted((run.get("flags") or {}).items())),
+        "scalars": {k: [v, s] for k, (v, s) in sorted(run.last_scalars().items())},
+    }

@@ -1,0 +1,83 @@
+"""``guild stop`` and ``guild watch``."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from guild_core import select
+from guild_core.cli.common import confirm
+from guild_core.errors import GuildError
+
+
+@click.command()
+@click.argument("runs", nargs=-1)
+@click.option("-y", "--yes", is_flag=True, help="Do not prompt.")
+@click.option("-n", "--no-wait", is_flag=True, help="Do not wait for runs to stop.")
+def stop(runs, yes, no_wait):
+    """Stop running runs (default: all running runs)."""
+    from guild_core import runner
+
+    candidates = [r for r in select.all_runs() if r.status == "running"]
+    targets = select.select(candidates, list(runs)) if runs else candidates
+    if runs and not targets:
+        raise GuildError("no matching running runs")
+    if not targets:
+        click.echo("Nothing to stop.")
+        return
+    if not yes:
+        lines = ["You are about to stop the following runs:"]
+        lines += [f"  [{r.short_id}]  {r.op_name}" for r in targets]
+        if not confirm("\n".join(lines) + "\nContinue?"):
+            sys.exit(1)
+    for r in targets:
+        click.echo(f"Stopping {r.id} (pid {r.pid})")
+        runner.stop(r, timeout=0.0 if no_wait else runner.STOP_TIMEOUT)
+
+
+@click.command()
+@click.argument("run", required=False)
+@click.option("--pid", type=int, help="Watch the run with this process id.")
+def watch(run, pid):
+    """Show a run's output as it is written (Ctrl-C stops watching, not
+    the run)."""
+    runs_ = select.all_runs()
+    if pid is not None:
+        matches = [r for r in runs_ if r.pid == pid]
+        if not matches:
+            raise GuildError(f"cannot find run for pid {pid}")
+        target = matches[0]
+    elif run is None:
+        running = [r for r in runs_ if r.status == "running"]
+        target = running[0] if running else select.select_one(runs_, None)
+    else:
+        target = select.select_one(runs_, run)
+    click.echo(f"Watching run {target.id}", err=True)
+    out = target.guild_path("output")
+    pos = 0
+    try:
+        while True:
+            pos = _copy_new(out, pos)
+            if target.status != "running":
+                pos = _copy_new(out, pos)
+                break
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        return
+    fresh = type(target)(target.id, target.path)
+    click.echo(f"Run {target.id} stopped with a status of '{fresh.status}'", err=True)
+
+
+def _copy_new(path, pos: int) -> int:
+    try:
+        with open(path, "rb") as f:
+            f.seek(pos)
+            data = f.read()
+    except OSError:
+        return pos
+    if data:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return pos + len(data)

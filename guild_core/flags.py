@@ -1,0 +1,251 @@
+"""Flag values: ``NAME=VALUE`` parsing, typing, checking and formatting.
+
+Command-line values are typed the way Guild AI types them: int, then
+float, then YAML (``[1, 2]``, ``yes``, ``null``), else the string as
+given. Flag functions such as ``uniform[0:1]`` stay strings here; the
+batch driver interprets them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import FlagError
+from .flagdefs import FlagDef
+
+FLAG_FUNCTION_P = re.compile(r"^([a-zA-Z0-9_\-\.]*)\[(.*)\]$")
+_NUMBER_P = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def decode_value(s: str, flag_type: str | None = None) -> Any:
+    """Type a command-line string value, honouring `flag_type` if given.
+
+    Raises `ValueError` when `s` cannot be a value of `flag_type`.
+    Value lists (``[1, 2]``) and flag functions (``uniform[0:1]``) are
+    decoded as such whatever the type; their items are typed by `coerce`.
+    """
+    if s[:1] in ("[", "'", '"', "{") or (s[:1].isalpha() and FLAG_FUNCTION_P.match(s)):
+        val = decode_auto(s)
+        if isinstance(val, (list, dict)) or _is_flag_function(val):
+            return val
+        if flag_type in ("string", "path", "existing-path") and isinstance(val, str):
+            return val
+    if flag_type in ("string", "path", "existing-path"):
+        return s
+    if flag_type == "int":
+        return int(s)
+    if flag_type == "float":
+        return float(s)
+    if flag_type == "number":
+        return _number(s)
+    if flag_type == "boolean":
+        val = _yaml(s)
+        if isinstance(val, bool):
+            return val
+        if isinstance(val, (int, float)):
+            return bool(val)
+        raise ValueError(f"invalid boolean {s!r}")
+    return decode_auto(s)
+
+
+def decode_auto(s: str) -> Any:
+    if s == "":
+        return s
+    try:
+        return _number(s)
+    except ValueError:
+        pass
+    m = FLAG_FUNCTION_P.match(s)
+    if m and (m.group(1) or ":" in m.group(2)):
+        # A flag function (``uniform[0:1]``, ``[1:10]``): YAML would read
+        # ``[1:10]`` as a list holding a sexagesimal number.
+        return s
+    try:
+        val = _yaml(s)
+    except ValueError:
+        return s
+    if isinstance(val, (int, float)) and not isinstance(val, bool):
+        # YAML 1.1 reads "1:30" as 90 and "0x10" as 16: keep what was typed.
+        return val if _NUMBER_P.match(s) else s
+    if isinstance(val, (str, bool, list, dict)) or val is None:
+        return val
+    return s
+
+
+def _number(s: str) -> int | float:
+    try:
+        return int(s)
+    except ValueError:
+        return float(s)
+
+
+def _yaml(s: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(s)
+    except yaml.YAMLError as e:
+        raise ValueError(str(e)) from None
+
+
+def encode_value(val: Any) -> str:
+    """Format a value so `decode_value` reads it back (for argv, env,
+    labels and previews)."""
+    if val is True:
+        return "yes"
+    if val is False:
+        return "no"
+    if val is None:
+        return "null"
+    if isinstance(val, list):
+        return "[" + ", ".join(_encode_list_item(v) for v in val) + "]"
+    if isinstance(val, float):
+        return _format_float(val)
+    if isinstance(val, str):
+        return val
+    return str(val)
+
+
+def _encode_list_item(val: Any) -> str:
+    encoded = encode_value(val)
+    if isinstance(val, str) and ("," in encoded or decode_auto(encoded) != val):
+        return repr(encoded)
+    return encoded
+
+
+def _format_float(val: float) -> str:
+    s = repr(val)
+    if s in ("inf", "-inf", "nan"):
+        return s
+    return s
+
+
+def parse_assigns(args: list[str]) -> dict[str, str]:
+    """Split ``NAME=VALUE`` arguments; values stay strings for now."""
+    assigns: dict[str, str] = {}
+    bad = [arg for arg in args if "=" not in arg or arg.startswith("=")]
+    if bad:
+        raise FlagError(
+            "invalid argument(s): " + ", ".join(bad) + " (expected NAME=VALUE)"
+        )
+    for arg in args:
+        name, val = arg.split("=", 1)
+        assigns[name] = val
+    return assigns
+
+
+def resolve_flag_values(
+    flagdefs: dict[str, FlagDef],
+    assigns: dict[str, str],
+    force: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Type, check and merge user assignments over flag defaults.
+
+    Returns ``(flags, user_flags)``. Raises `FlagError` on an unknown
+    flag (unless `force`), a value of the wrong type, a value not among
+    the choices, or a missing required flag.
+    """
+    user_flags: dict[str, Any] = {}
+    for name, raw in assigns.items():
+        flagdef = flagdefs.get(name)
+        if flagdef is None:
+            if not force:
+                raise FlagError(f"unsupported flag '{name}'")
+            user_flags[name] = decode_auto(raw)
+            continue
+        user_flags[name] = coerce(flagdef, raw)
+    flags: dict[str, Any] = {}
+    for name, flagdef in flagdefs.items():
+        if name in user_flags:
+            flags[name] = user_flags[name]
+        else:
+            flags[name] = flagdef.default
+    for name, val in user_flags.items():
+        flags.setdefault(name, val)
+    missing = [
+        flagdefs[name]
+        for name in flagdefs
+        if flagdefs[name].required and flags.get(name) is None
+    ]
+    if missing:
+        names = ", ".join(f.name for f in missing)
+        raise FlagError(
+            f"missing required flag(s): {names}",
+            hint="Run the command again with these flags specified as NAME=VALUE.",
+        )
+    return flags, user_flags
+
+
+def coerce(flagdef: FlagDef, raw: Any) -> Any:
+    """Type one value (a command-line string or a YAML value) for a flag."""
+    if isinstance(raw, str):
+        try:
+            val = decode_value(raw, flagdef.type)
+        except ValueError:
+            raise FlagError(
+                f"invalid value {raw} for {flagdef.name}: "
+                f"expected {_type_desc(flagdef.type)}"
+            ) from None
+    else:
+        val = raw
+    if isinstance(val, list):
+        # A value list: each item is a value of the flag (a batch).
+        return [coerce(flagdef, item) for item in val]
+    if not _is_flag_function(val):
+        val = _coerce_typed(flagdef, val)
+    if flagdef.choices is not None and val not in flagdef.choices:
+        if not _is_flag_function(val):
+            choices = ", ".join(encode_value(c) for c in flagdef.choices)
+            raise FlagError(
+                f"invalid value {encode_value(val)} for {flagdef.name}: "
+                f"supported values are {choices}"
+            )
+    return val
+
+
+def _coerce_typed(flagdef: FlagDef, val: Any) -> Any:
+    t = flagdef.type
+    if val is None or t is None:
+        return val
+    try:
+        if t == "float" and isinstance(val, (int, float)) and not isinstance(val, bool):
+            return float(val)
+        if t == "int" and isinstance(val, int) and not isinstance(val, bool):
+            return val
+        if t == "number" and isinstance(val, (int, float)) and not isinstance(val, bool):
+            return val
+        if t == "boolean" and isinstance(val, bool):
+            return val
+        if t in ("string", "path", "existing-path"):
+            return val if isinstance(val, str) else encode_value(val)
+        if isinstance(val, str):
+            return decode_value(val, t)
+    except ValueError:
+        pass
+    raise FlagError(
+        f"invalid value {encode_value(val)} for {flagdef.name}: "
+        f"expected {_type_desc(t)}"
+    )
+
+
+def _is_flag_function(val: Any) -> bool:
+    return isinstance(val, str) and bool(FLAG_FUNCTION_P.match(val))
+
+
+def _type_desc(flag_type: str | None) -> str:
+    return {
+        "int": "an integer",
+        "float": "a number",
+        "number": "a number",
+        "boolean": "a boolean (yes/no, true/false)",
+    }.get(flag_type or "", f"a {flag_type} value")
+
+
+def flag_label(flags: dict[str, Any], names: list[str] | None = None) -> str:
+    """Guild's default run label: ``x=0.1 y=2 z=a`` for the given names
+    (all flags when `names` is None), sorted by name."""
+    items = sorted(flags.items()) if names is None else [
+        (name, flags[name]) for name in sorted(names) if name in flags
+    ]
+    return " ".join(f"{name}={encode_value(val)}" for name, val in items)

@@ -1,0 +1,325 @@
+"""Every hook a guild plugin can implement: the plugin author's API.
+
+A plugin is a module (or package) named by an entry point in the
+``guild`` group::
+
+    [project.entry-points.guild]
+    myplugin = "my_guild_plugin"
+
+and implements any of the hooks below with the `hookimpl` marker::
+
+    from guild_core.hookspecs import hookimpl
+
+    @hookimpl
+    def guild_register_optimizers(register):
+        register("anneal", AnnealOptimizer, aliases=["sa"])
+
+Hooks that *produce one thing* (``firstresult``) stop at the first
+implementation that returns something other than ``None``; built-in
+implementations are marked ``trylast`` so an installed plugin is asked
+first and can override them. Hooks that *register named things* receive
+a ``register`` callback; the core owns the names, aliases and clashes
+(a second plugin claiming a name is an error naming both).
+
+Plugin modules must stay cheap to import: import heavy libraries
+(numpy, scikit-optimize, boto3) inside the functions that use them.
+The guide in ``docs/plugins.md`` describes each hook with an example.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .flagdefs import FlagDef, FlagsInfo
+    from .run import Run
+
+PROJECT_NAME = "guild"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# ---------------------------------------------------------------------
+# Flag detection
+# ---------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def guild_detect_flags(script: Path, source: str) -> FlagsInfo | None:
+    """Detect the flags of a Python script.
+
+    Called when a script is run directly (``guild run train.py``) or as
+    the ``main`` of a guild.yml operation that imports flags.
+
+    :param script: absolute path of the script.
+    :param source: the script's text, already read, so a plugin can
+        decline cheaply (``if "argparse" not in source: return None``).
+    :return: a `FlagsInfo` with the flag definitions and their
+        destination (``"args"`` or ``"globals"``), or ``None`` when the
+        plugin does not recognise the script. The first non-None result
+        wins. The built-in ``argparse`` and ``globals`` plugins are
+        ``trylast`` and decline each other's scripts, so their order does
+        not matter.
+    """
+
+
+@hookspec(firstresult=True)
+def guild_flags_launcher(dest: str) -> str | None:
+    """Name the module that runs a Python script whose flags go to `dest`.
+
+    The core runs ``python -um MODULE SCRIPT --name value ...`` in the
+    run directory. For ``dest == "args"`` no launcher is needed and the
+    core runs the script itself; plugins answer for destinations they
+    define (the built-in ``globals`` plugin answers ``"globals"``).
+
+    :param dest: a `FlagsInfo.dest` value, or guild.yml's ``flags-dest``.
+    :return: an importable module name, or ``None``. First non-None wins.
+    """
+
+
+# ---------------------------------------------------------------------
+# Optimizers
+# ---------------------------------------------------------------------
+
+
+class BatchContext(Protocol):
+    """What an optimizer is told about the batch it serves.
+
+    :ivar space: flag name -> value. A fixed value, a list of choices, or
+        a search-space function as ``(name, args)``, for example
+        ``("uniform", (0.0, 1.0))`` or ``("loguniform", (1e-5, 1e-1))``.
+    :ivar flagdefs: the trial operation's flag definitions by name; an
+        optimizer uses ``FlagDef.type`` to choose integer or real sampling.
+    :ivar opt_flags: the optimizer's own flags (``-Fo NAME=VALUE``),
+        defaults applied and values typed.
+    :ivar seed: the batch's random seed; the same seed must give the same
+        proposals so a restart regenerates the same trials.
+    :ivar objective: the scalar to optimize, for example ``"loss"``.
+    :ivar minimize: ``True`` to minimize `objective`, ``False`` to maximize.
+    :ivar max_trials: the number of trials the batch will run.
+    """
+
+    space: dict[str, Any]
+    flagdefs: dict[str, "FlagDef"]
+    opt_flags: dict[str, Any]
+    seed: int
+    objective: str
+    minimize: bool
+    max_trials: int
+
+
+class Optimizer(Protocol):
+    """A search strategy the core batch driver calls.
+
+    The driver calls `propose` for the next trials, runs them, and
+    reports each result with `observe` before asking again. An optimizer
+    that knows every trial up front (random search) returns them all from
+    the first `propose`; a sequential one (Bayesian) returns one at a
+    time and uses what it observed.
+    """
+
+    def propose(self, n: int) -> list[dict[str, Any]]:
+        """Return up to `n` flag sets to run next; an empty list ends the
+        batch early."""
+
+    def observe(self, flags: dict[str, Any], objective: float | None) -> None:
+        """Report a finished trial: its flags and its objective value
+        (``None`` when the trial failed or logged no such scalar)."""
+
+
+class RegisterOptimizer(Protocol):
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[[BatchContext], Optimizer],
+        *,
+        aliases: Sequence[str] = (),
+        flags: dict[str, "FlagDef"] | None = None,
+        default_max_trials: int = 20,
+        description: str = "",
+    ) -> None: ...
+
+
+@hookspec
+def guild_register_optimizers(register: RegisterOptimizer) -> None:
+    """Register optimizers by name.
+
+    Call ``register(name, factory, aliases=(), flags={...},
+    default_max_trials=20, description="")`` once per optimizer.
+    `factory` receives a `BatchContext` and returns an `Optimizer`.
+    `flags` are the optimizer's own flags (``FlagDef`` by name), set by
+    the user with ``-Fo NAME=VALUE`` and shown by ``guild run NAME
+    --help-op``. A name or alias already registered by another plugin is
+    an error naming both plugins.
+    """
+
+
+# ---------------------------------------------------------------------
+# Batch files
+# ---------------------------------------------------------------------
+
+
+class BatchFileError(Exception):
+    """Raised by a batch-file reader: names the file and, when known, the
+    1-based row at fault."""
+
+    def __init__(self, path: Path | str, msg: str, row: int | None = None):
+        self.path = str(path)
+        self.row = row
+        self.msg = msg
+        where = f"{self.path}, row {row}" if row is not None else self.path
+        super().__init__(f"{where}: {msg}")
+
+
+class RegisterBatchFormat(Protocol):
+    def __call__(
+        self,
+        extensions: Sequence[str],
+        read: Callable[[Path], list[dict[str, Any]]],
+        write: Callable[[Path, list[dict[str, Any]]], None] | None = None,
+        *,
+        name: str | None = None,
+    ) -> None: ...
+
+
+@hookspec
+def guild_register_batch_formats(register: RegisterBatchFormat) -> None:
+    """Register batch-file formats by file extension.
+
+    Call ``register([".csv"], read, write)``. `read(path)` returns one
+    dict of flag values per trial, typed as command-line values would
+    be, and raises `BatchFileError` for malformed input. `write(path,
+    trials)` writes trials for ``--save-trials``; omit it for read-only
+    formats. An extension registered twice is an error naming both
+    plugins.
+    """
+
+
+# ---------------------------------------------------------------------
+# Remotes
+# ---------------------------------------------------------------------
+
+
+class Remote(Protocol):
+    """A place runs can be copied to and from (``guild push/pull``)."""
+
+    name: str
+
+    def status(self) -> str: ...
+
+    def list_runs(self, deleted: bool = False) -> list["Run"]: ...
+
+    def push(self, runs: Iterable["Run"], delete: bool = False) -> None: ...
+
+    def pull(self, run_ids: Iterable[str], delete: bool = False) -> None: ...
+
+    def delete(self, run_ids: Iterable[str], permanent: bool = False) -> None: ...
+
+    def restore(self, run_ids: Iterable[str]) -> None: ...
+
+    def purge(self, run_ids: Iterable[str]) -> None: ...
+
+
+class RegisterRemoteType(Protocol):
+    def __call__(
+        self, type_name: str, factory: Callable[[str, dict[str, Any]], Remote]
+    ) -> None: ...
+
+
+@hookspec
+def guild_register_remote_types(register: RegisterRemoteType) -> None:
+    """Register remote types by name.
+
+    Call ``register("s3", factory)``. `factory(name, config)` receives the
+    remote's name and its mapping from ``config.yml`` (``remotes:``) and
+    returns a `Remote`. A type registered twice is an error naming both
+    plugins.
+    """
+
+
+# ---------------------------------------------------------------------
+# Summary-op (run dependency) resolvers
+# ---------------------------------------------------------------------
+
+
+class ResolveContext(Protocol):
+    """What a resolver may use to find runs.
+
+    :ivar runs: every run in the store, newest first.
+    :ivar select: ``select(expr, runs) -> list[Run]`` applies a filter
+        expression of the filter language.
+    :ivar project_dir: the directory of the operation being run.
+    """
+
+    runs: list["Run"]
+    project_dir: Path
+
+    def select(self, expr: str, runs: list["Run"]) -> list["Run"]: ...
+
+
+class RegisterResolver(Protocol):
+    def __call__(
+        self,
+        kind: str,
+        resolve: Callable[[dict[str, Any], str | None, ResolveContext], list["Run"]],
+    ) -> None: ...
+
+
+@hookspec
+def guild_register_resolvers(register: RegisterResolver) -> None:
+    """Register resolvers that turn a run-dependency spec into runs.
+
+    Call ``register(kind, resolve)``. A dependency in guild.yml's
+    ``requires:`` is handled by the resolver whose `kind` is one of its
+    keys (``operation``, ``multi-run``, ``best``...).
+    ``resolve(dep, value, ctx)`` receives the dependency mapping, the
+    value given on the command line for it (``None`` when not given),
+    and a `ResolveContext`; it returns the selected runs (one for a
+    single-run dependency) or raises ``guild_core.errors.GuildError``
+    with a message for the user. A kind registered twice is an error
+    naming both plugins.
+    """
+
+
+# ---------------------------------------------------------------------
+# Filter language extensions
+# ---------------------------------------------------------------------
+
+
+class FilterRegistry(Protocol):
+    def value(self, name: str, fn: Callable[["Run"], Any]) -> None:
+        """Add a value name: ``fn(run)`` gives its value for a run, or
+        ``None`` when undefined. Names may contain dots
+        (``scalar:loss.min``) and ``*`` as a wildcard for one segment."""
+
+    def operator(self, symbol: str, fn: Callable[[Any, Any], bool]) -> None:
+        """Add a binary operator, written ``NAME SYMBOL VALUE``."""
+
+
+@hookspec
+def guild_register_filter_extensions(register: FilterRegistry) -> None:
+    """Add value names and operators to the filter language used by
+    ``-F/--filter`` and ``select:``. A name or operator registered twice
+    is an error naming both plugins."""
+
+
+# ---------------------------------------------------------------------
+# Run lifecycle
+# ---------------------------------------------------------------------
+
+
+@hookspec
+def guild_run_starting(run: "Run") -> None:
+    """Called after a run's directory and attributes are written and just
+    before its process starts. Must not block; exceptions are reported
+    and do not stop the run."""
+
+
+@hookspec
+def guild_run_stopped(run: "Run") -> None:
+    """Called after a run's process has exited and its exit status, stop
+    time and scalars are recorded. Exceptions are reported and ignored."""

@@ -1,0 +1,378 @@
+"""Operations: guild.yml definitions and plain scripts.
+
+An operation runs a Python module (``main: train --epochs 1``), a shell
+command (``exec: ./train.sh ${flag_args}``) or, with no guild.yml at all,
+a script named on the command line (``guild run train.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import GuildError, OpDefError
+from .flagdefs import FLAG_TYPES, FlagDef, FlagsInfo
+from .run import OpRef
+from .sourcecode import SourceSpec, parse_spec
+
+GUILDFILE_NAMES = ("guild.yml",)
+
+# Keys an operation may have; others are rejected so a typo is not
+# silently ignored.
+OP_KEYS = {
+    "main", "exec", "flags", "flags-dest", "flags-import", "flags-import-skip",
+    "output-scalars", "sourcecode", "label", "description", "requires",
+    "optimizers", "default", "env", "tags", "default-max-trials", "objective",
+}
+FLAG_KEYS = {
+    "default", "type", "choices", "required", "description", "arg-name",
+    "arg-switch", "null-label", "min", "max", "distribution",
+}
+
+FlagDetector = Callable[[Path], FlagsInfo | None]
+
+
+@dataclass
+class OpDef:
+    """A runnable operation, resolved and ready to start."""
+
+    name: str
+    project_dir: Path
+    opref: OpRef
+    flagdefs: dict[str, FlagDef] = field(default_factory=dict)
+    flags_dest: str = "args"
+    main: str | None = None
+    script: Path | None = None
+    exec: str | None = None
+    output_scalars: Any = None
+    sourcecode: SourceSpec = field(default_factory=SourceSpec)
+    label: str | None = None
+    description: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    guildfile: Path | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------
+# guild.yml loading, with line numbers for errors
+# ---------------------------------------------------------------------
+
+
+class _Map(dict):
+    """A YAML mapping that remembers the line of each key."""
+
+    lines: dict[Any, int]
+    line: int
+
+
+def _loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        loader.flatten_mapping(node)
+        m = _Map()
+        m.lines = {}
+        m.line = node.start_mark.line + 1
+        for key_node, val_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise OpDefError(
+                    f"{loader.name}:{key_node.start_mark.line + 1}: invalid key {key!r}"
+                ) from None
+            m[key] = loader.construct_object(val_node, deep=True)
+            m.lines[key] = key_node.start_mark.line + 1
+        return m
+
+    Loader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping
+    )
+    return Loader
+
+
+def load_guildfile(path: Path) -> dict[str, dict[str, Any]]:
+    """Operations defined in a guild.yml, by name.
+
+    Accepts the operation-only format (a mapping of operation names) and
+    the full format (a list of ``model:``/``operations:`` items). Errors
+    name the file and line.
+    """
+    import yaml
+
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise OpDefError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        data = yaml.load(text, Loader=_loader())
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise OpDefError(f"{path}{line}: {e.problem or e}") from None
+    except yaml.YAMLError as e:
+        raise OpDefError(f"{path}: {e}") from None
+    if data is None:
+        return {}
+    if isinstance(data, dict):
+        return _check_ops(path, data, model="")
+    if isinstance(data, list):
+        ops: dict[str, dict[str, Any]] = {}
+        for item in data:
+            if not isinstance(item, dict):
+                raise OpDefError(f"{path}: expected a mapping, got {item!r}")
+            if "config" in item and "model" not in item:
+                continue
+            model = item.get("model") or ""
+            ops.update(_check_ops(path, item.get("operations") or _Map(), model, item))
+        return ops
+    raise OpDefError(f"{path}:1: expected a mapping of operations")
+
+
+def _line(m: Any, key: Any = None) -> int:
+    if isinstance(m, _Map):
+        return m.lines.get(key, m.line) if key is not None else m.line
+    return 1
+
+
+def _check_ops(path: Path, data: dict, model: str, parent: Any = None) -> dict[str, dict]:
+    if not isinstance(data, dict):
+        raise OpDefError(f"{path}:{_line(parent, 'operations')}: operations must be a mapping")
+    ops = {}
+    for name, op in data.items():
+        where = f"{path}:{_line(data, name)}"
+        if op is None:
+            op = _Map()
+            op.lines, op.line = {}, _line(data, name)
+        if not isinstance(op, dict):
+            raise OpDefError(f"{where}: operation '{name}' must be a mapping")
+        for key in op:
+            if key not in OP_KEYS:
+                raise OpDefError(
+                    f"{path}:{_line(op, key)}: unknown attribute '{key}' "
+                    f"in operation '{name}'"
+                )
+        if "main" in op and "exec" in op:
+            raise OpDefError(f"{where}: operation '{name}' has both main and exec")
+        for key in ("main", "exec", "label", "description", "flags-dest"):
+            if key in op and op[key] is not None and not isinstance(op[key], str):
+                raise OpDefError(f"{path}:{_line(op, key)}: {key} must be a string")
+        flags = op.get("flags")
+        if flags is not None and not isinstance(flags, dict):
+            raise OpDefError(f"{path}:{_line(op, 'flags')}: flags must be a mapping")
+        for fname, fdata in (flags or {}).items():
+            _check_flag(path, flags, fname, fdata)
+        full = f"{model}:{name}" if model else str(name)
+        ops[full] = op
+    return ops
+
+
+def _check_flag(path: Path, flags: dict, name: str, data: Any) -> None:
+    if not isinstance(data, dict):
+        return
+    for key in data:
+        if key not in FLAG_KEYS:
+            raise OpDefError(
+                f"{path}:{_line(data, key)}: unknown attribute '{key}' in flag '{name}'"
+            )
+    ftype = data.get("type")
+    if ftype is not None and ftype not in FLAG_TYPES:
+        raise OpDefError(
+            f"{path}:{_line(data, 'type')}: invalid type '{ftype}' for flag '{name}' "
+            f"(expected one of: {', '.join(FLAG_TYPES)})"
+        )
+    choices = data.get("choices")
+    if choices is not None and not isinstance(choices, list):
+        raise OpDefError(f"{path}:{_line(data, 'choices')}: choices must be a list")
+
+
+# ---------------------------------------------------------------------
+# Resolving an operation spec
+# ---------------------------------------------------------------------
+
+
+def find_guildfile(cwd: Path) -> Path | None:
+    for name in GUILDFILE_NAMES:
+        path = cwd / name
+        if path.is_file():
+            return path
+    return None
+
+
+def list_operations(cwd: Path) -> list[tuple[str, str]]:
+    """(name, description) of each guild.yml operation in `cwd`."""
+    gf = find_guildfile(cwd)
+    if not gf:
+        return []
+    return [
+        (name, (op.get("description") or "").strip().split("\n")[0])
+        for name, op in load_guildfile(gf).items()
+    ]
+
+
+def resolve(opspec: str, cwd: Path, detect: FlagDetector) -> OpDef:
+    """Find `opspec`: a guild.yml operation in `cwd`, else a script path.
+
+    `detect(script)` runs the flag-detection hook for Python scripts.
+    """
+    gf = find_guildfile(cwd)
+    if gf is not None:
+        ops = load_guildfile(gf)
+        name = _match_op(opspec, ops)
+        if name is not None:
+            return _guildfile_opdef(name, ops[name], gf, detect)
+    script = (cwd / opspec) if not os.path.isabs(opspec) else Path(opspec)
+    if script.is_file():
+        return _script_opdef(opspec, script.resolve(), cwd, detect)
+    hint = "Try 'guild operations' for a list of available operations."
+    raise GuildError(f"cannot find operation {opspec}", hint=hint)
+
+
+def _match_op(opspec: str, ops: dict[str, Any]) -> str | None:
+    if opspec in ops:
+        return opspec
+    matches = [name for name in ops if name.split(":", 1)[-1] == opspec]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _script_opdef(opspec: str, script: Path, cwd: Path, detect: FlagDetector) -> OpDef:
+    project_dir = cwd.resolve()
+    try:
+        rel = script.relative_to(project_dir).as_posix()
+    except ValueError:
+        project_dir = script.parent
+        rel = script.name
+    opref = OpRef("script", str(project_dir), "", "", rel)
+    opdef = OpDef(name=rel, project_dir=project_dir, opref=opref)
+    if script.suffix == ".py":
+        opdef.script = script
+        info = detect(script) or FlagsInfo()
+        opdef.flagdefs = {n: _typed(f) for n, f in info.flags.items()}
+        opdef.flags_dest = info.dest
+    else:
+        if not os.access(script, os.X_OK):
+            raise GuildError(f"cannot run {opspec}: not a Python script or an executable")
+        opdef.exec = shlex.quote(str(script)) + " ${flag_args}"
+    return opdef
+
+
+def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> OpDef:
+    project_dir = gf.parent.resolve()
+    model, _, op_name = name.rpartition(":")
+    digest = _file_md5(gf)
+    opref = OpRef("guildfile", str(gf.resolve()), digest, model, op_name)
+    opdef = OpDef(
+        name=name,
+        project_dir=project_dir,
+        opref=opref,
+        exec=data.get("exec"),
+        output_scalars=data.get("output-scalars"),
+        sourcecode=parse_spec(data.get("sourcecode")),
+        label=data.get("label"),
+        description=(data.get("description") or "").strip(),
+        env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
+        guildfile=gf,
+        data=dict(data),
+    )
+    flagdefs = {str(n): _guildfile_flagdef(str(n), v) for n, v in (data.get("flags") or {}).items()}
+    dest = data.get("flags-dest")
+    if opdef.exec is None:
+        opdef.main = data.get("main") or op_name
+        module = shlex.split(opdef.main)[0]
+        script = _module_path(project_dir, module)
+        if script is not None:
+            opdef.script = script
+            info = detect(script)
+            if info is not None:
+                flagdefs = _merge_imported(flagdefs, info.flags, data.get("flags-import"), data.get("flags-import-skip"))
+                dest = dest or info.dest
+        elif "main" in data or "flags-import" in data:
+            raise OpDefError(f"{gf}:{_line(data, 'main')}: cannot find module '{module}' for operation '{name}'")
+    opdef.flagdefs = {n: _typed(f) for n, f in flagdefs.items()}
+    opdef.flags_dest = dest or "args"
+    return opdef
+
+
+def _merge_imported(defined, detected, flags_import, skip) -> dict[str, FlagDef]:
+    if flags_import in (False, "no", []):
+        return defined
+    if flags_import in (True, "all", "yes"):
+        names = list(detected)
+    elif flags_import is None:
+        names = [n for n in detected if n in defined]
+    else:
+        names = [flags_import] if isinstance(flags_import, str) else list(flags_import)
+    skip = set(skip or [])
+    merged = dict(defined)
+    for n in names:
+        if n in skip or n not in detected:
+            continue
+        imported = detected[n]
+        own = defined.get(n)
+        if own is None:
+            merged[n] = imported
+        else:
+            # guild.yml wins; the script fills in what guild.yml leaves out.
+            merged[n] = FlagDef(
+                name=n,
+                type=own.type or imported.type,
+                default=own.default if own.default is not None else imported.default,
+                choices=own.choices if own.choices is not None else imported.choices,
+                required=own.required or imported.required,
+                description=own.description or imported.description,
+                arg_name=own.arg_name or imported.arg_name,
+                arg_switch=own.arg_switch if own.arg_switch is not None else imported.arg_switch,
+            )
+    return merged
+
+
+def _guildfile_flagdef(name: str, data: Any) -> FlagDef:
+    if not isinstance(data, dict):
+        return FlagDef(name=name, default=data)
+    flagdef = FlagDef.from_dict(name, data)
+    if flagdef.choices is not None:
+        flagdef.choices = [
+            c.get("value") if isinstance(c, dict) else c for c in flagdef.choices
+        ]
+    return flagdef
+
+
+def _typed(flagdef: FlagDef) -> FlagDef:
+    """Infer a missing type from the default, so ``x: 0.1`` is a float
+    flag (command-line ``x=1`` gives 1.0; a search over it samples reals)."""
+    if flagdef.type is None and flagdef.default is not None:
+        d = flagdef.default
+        if isinstance(d, bool):
+            flagdef.type = "boolean"
+        elif isinstance(d, int):
+            flagdef.type = "int"
+        elif isinstance(d, float):
+            flagdef.type = "float"
+        elif isinstance(d, str):
+            flagdef.type = "string"
+    return flagdef
+
+
+def _module_path(project_dir: Path, module: str) -> Path | None:
+    rel = Path(*module.split("."))
+    for candidate in (project_dir / rel.with_suffix(".py"), project_dir / rel / "__main__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _file_md5(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def python_exe() -> str:
+    return sys.executable

@@ -1,0 +1,510 @@
+"""Creating runs and running their processes.
+
+A run is created whole or not at all: its directory is assembled under a
+hidden temporary name in ``runs/`` and renamed into place. Everything
+needed to start it later (command template, flags, environment, output
+scalar rules) is in its attributes, so a staged run, a background run
+and a restart all start the same way: `start(run)`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import random
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from . import home, util
+from .errors import GuildError
+from .flags import encode_value, flag_label
+from .opdef import OpDef
+from .run import Run, new_run_id
+from . import sourcecode as sourcecodelib
+
+FLAG_ARGS = "__flag_args__"
+STOP_TIMEOUT = 10.0
+
+
+# ---------------------------------------------------------------------
+# Commands and environment
+# ---------------------------------------------------------------------
+
+
+def op_data(opdef: OpDef, launcher: str | None, script_in_run: bool) -> dict[str, Any]:
+    """The ``op`` attribute, in Guild AI's shape: the command template
+    that `command` renders with flag values."""
+    if opdef.exec is not None:
+        args = shlex.split(opdef.exec)
+        if "${flag_args}" in args:
+            args[args.index("${flag_args}")] = FLAG_ARGS
+    elif opdef.main is not None:
+        main_args = shlex.split(opdef.main)
+        args = ["${python_exe}", "-um", *main_args, FLAG_ARGS]
+    else:
+        assert opdef.script is not None
+        script = (
+            opdef.script.relative_to(opdef.project_dir).as_posix()
+            if script_in_run
+            else str(opdef.script)
+        )
+        if launcher:
+            args = ["${python_exe}", "-um", launcher, script, FLAG_ARGS]
+        else:
+            args = ["${python_exe}", "-u", script, FLAG_ARGS]
+    if launcher and opdef.main is not None:
+        # A module run whose flags go to globals: the launcher runs it.
+        main_args = shlex.split(opdef.main)
+        script = opdef.script.relative_to(opdef.project_dir).as_posix() if opdef.script else main_args[0]
+        args = ["${python_exe}", "-um", launcher, script, *main_args[1:], FLAG_ARGS]
+    cmd_flags = {}
+    for name, fd in opdef.flagdefs.items():
+        entry = {}
+        if fd.arg_name:
+            entry["arg-name"] = fd.arg_name
+        if fd.arg_switch is not None:
+            entry["arg-switch"] = fd.arg_switch
+        cmd_flags[name] = entry
+    env = dict(opdef.env)
+    env["FLAGS_DEST"] = opdef.flags_dest
+    env["PROJECT_DIR"] = str(opdef.project_dir)
+    return {
+        "op-cmd": {"cmd-args": args, "cmd-env": env, "cmd-flags": cmd_flags},
+        "flags-dest": opdef.flags_dest,
+        "output-scalars": opdef.output_scalars,
+        "sourcecode": {"dest": opdef.sourcecode.dest},
+        "label-template": opdef.label,
+        "deps": [],
+        "flag-null-labels": {},
+        "flags-extra": {},
+        "delete-on-success": False,
+        "python-requires": None,
+    }
+
+
+def command(op: dict[str, Any], flags: dict[str, Any]) -> list[str]:
+    """Render the command template with flag values."""
+    op_cmd = op.get("op-cmd") or {}
+    cmd_flags = op_cmd.get("cmd-flags") or {}
+    out: list[str] = []
+    for arg in op_cmd.get("cmd-args") or []:
+        if arg == FLAG_ARGS:
+            out.extend(flag_args(flags, cmd_flags))
+        else:
+            out.append(_subst(arg, flags))
+    return out
+
+
+def flag_args(flags: dict[str, Any], cmd_flags: dict[str, Any]) -> list[str]:
+    args: list[str] = []
+    for name in sorted(flags):
+        val = flags[name]
+        conf = cmd_flags.get(name) or {}
+        if val is None or conf.get("arg-skip"):
+            continue
+        opt = "--" + (conf.get("arg-name") or name)
+        if conf.get("arg-switch") is not None:
+            if val == conf["arg-switch"]:
+                args.append(opt)
+            continue
+        args.extend([opt, encode_value(val)])
+    return args
+
+
+_REF_P = re.compile(r"\$\{([^}]+)\}")
+
+
+def _subst(arg: str, flags: dict[str, Any]) -> str:
+    def repl(m):
+        name = m.group(1)
+        if name == "python_exe":
+            return sys.executable
+        if name == "flag_args":
+            return " ".join(shlex.quote(a) for a in flag_args(flags, {}))
+        if name in flags:
+            return encode_value(flags[name])
+        return m.group(0)
+
+    return _REF_P.sub(repl, arg)
+
+
+def flag_env(flags: dict[str, Any]) -> dict[str, str]:
+    return {
+        "FLAG_" + re.sub(r"[^A-Za-z0-9_]", "_", name).upper(): encode_value(val)
+        for name, val in flags.items()
+        if val is not None
+    }
+
+
+def run_env(run: Run, op: dict[str, Any], flags: dict[str, Any]) -> dict[str, str]:
+    """Environment recorded in the ``env`` attribute (what guild adds)."""
+    env = dict((op.get("op-cmd") or {}).get("cmd-env") or {})
+    env.update(flag_env(flags))
+    env.update(
+        {
+            "RUN_DIR": str(run.path),
+            "RUN_ID": run.id,
+            "GUILD_HOME": str(home.guild_home()),
+            "GUILD_SOURCECODE": (op.get("sourcecode") or {}).get("dest", "."),
+        }
+    )
+    pythonpath = ["."]
+    if os.environ.get("PYTHONPATH"):
+        pythonpath.append(os.environ["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(pythonpath)
+    return env
+
+
+def default_label(template: str | None, flags: dict[str, Any]) -> str:
+    """Guild's label: the template with ``${flag}`` and ``${default_label}``
+    filled in, else every flag as ``name=value``."""
+    base = flag_label({k: v for k, v in flags.items() if v is not None})
+    if not template:
+        return base
+
+    def repl(m):
+        name = m.group(1)
+        if name == "default_label":
+            return base
+        if name in flags:
+            return encode_value(flags[name])
+        return ""
+
+    return _REF_P.sub(repl, template).strip()
+
+
+# ---------------------------------------------------------------------
+# Creating runs
+# ---------------------------------------------------------------------
+
+
+def create_run(
+    opdef: OpDef,
+    flags: dict[str, Any],
+    user_flags: dict[str, Any],
+    launcher: str | None,
+    *,
+    label: str | None = None,
+    tags: list[str] | None = None,
+    run_params: dict[str, Any] | None = None,
+    staged: bool = False,
+    warn: Callable[[str], None] = sourcecodelib.warn_stderr,
+) -> Run:
+    """Create a run directory, whole, under ``runs/``."""
+    runs_root = home.runs_dir()
+    runs_root.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id()
+    tmp = runs_root / f".tmp-{run_id}"
+    final = runs_root / run_id
+    try:
+        tmp_run = Run(run_id, tmp)
+        tmp_run.guild_path("attrs").mkdir(parents=True)
+        files = sourcecodelib.select_files(opdef.project_dir, opdef.sourcecode, warn)
+        script_in_run = bool(
+            opdef.script
+            and opdef.sourcecode.dest in (".", "")
+            and _rel(opdef.script, opdef.project_dir) in files
+        )
+        op = op_data(opdef, launcher, script_in_run)
+        digest = sourcecodelib.copy_files(opdef.project_dir, opdef.sourcecode, files, tmp)
+        # Attributes name the final directory, so write them knowing it.
+        run = Run(run_id, final)
+        write = tmp_run.write_attr
+        write("id", run_id)
+        write("initialized", util.now_micros())
+        write("op", op)
+        write("flags", flags)
+        write("user_flags", user_flags)
+        write("cmd", command(op, flags))
+        write("env", run_env(run, op, flags))
+        write("label", label if label is not None else default_label(opdef.label, flags))
+        if tags:
+            write("tags", list(tags))
+        write("sourcecode_digest", digest)
+        write("random_seed", random.randint(0, 2**32 - 1))
+        write("host", socket.gethostname())
+        write("user", _user())
+        write("platform", _platform())
+        write("run_params", run_params or {})
+        write("deps", {})
+        tmp_run.write_opref(opdef.opref)
+        if staged:
+            write("started", util.now_micros())
+            _write_staged_env(tmp_run, run_env(run, op, flags))
+            (tmp_run.guild_path("STAGED")).touch()
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return run
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return ""
+
+
+def _write_staged_env(run: Run, env: dict[str, str]) -> None:
+    lines = [f"export {name}={shlex.quote(val)}" for name, val in sorted(env.items())]
+    util.atomic_write(run.guild_path("ENV"), "\n".join(lines) + "\n")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return ""
+
+
+def _platform() -> dict[str, Any]:
+    uname = platform.uname()
+    return {
+        "architecture": " ".join(platform.architecture()),
+        "cpus": os.cpu_count(),
+        "processor": uname.processor,
+        "python_version": sys.version,
+        "uname": " ".join(uname),
+    }
+
+
+def update_flags(run: Run, flags: dict[str, Any], user_flags: dict[str, Any], label: str | None) -> None:
+    """New flag values for a restart: rewrite flags, command and env."""
+    op = run.get("op") or {}
+    run.write_attr("flags", flags)
+    run.write_attr("user_flags", user_flags)
+    run.write_attr("cmd", command(op, flags))
+    run.write_attr("env", run_env(run, op, flags))
+    run.write_attr("label", label if label is not None else default_label(op.get("label-template"), flags))
+
+
+# ---------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------
+
+
+class Interrupted:
+    def __init__(self):
+        self.signum: int | None = None
+
+
+def start(
+    run: Run,
+    *,
+    quiet: bool = False,
+    echo: bool = True,
+    on_started: Callable[[Run], None] | None = None,
+    on_stopped: Callable[[Run], None] | None = None,
+) -> int:
+    """Run the run's process to its end and record everything.
+
+    Output is shown live (unless `echo` is false) and recorded live.
+    Returns the exit status recorded (negative for a signal).
+    """
+    from . import scalars as scalarslib
+    from . import tfevents
+
+    cmd = run.get("cmd") or []
+    if not cmd:
+        raise GuildError(f"run {run.id} has no command")
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in (run.get("env") or {}).items()})
+    for marker in ("STAGED", "PENDING", "ENV"):
+        try:
+            run.guild_path(marker).unlink()
+        except FileNotFoundError:
+            pass
+    for name in ("exit_status", "stopped"):
+        run.del_attr(name)
+    run.write_attr("started", util.now_micros())
+    op = run.get("op") or {}
+    try:
+        scalars = scalarslib.OutputScalars(op.get("output-scalars"))
+    except GuildError:
+        scalars = scalarslib.OutputScalars()
+    output = open(run.guild_path("output"), "ab")
+    index = open(run.guild_path("output.index"), "ab")
+    writer = tfevents.EventWriter(run.guild_path())
+    lock = threading.Lock()
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=run.path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except OSError as e:
+        output.close()
+        index.close()
+        writer.close()
+        run.write_attr("exit_status", 127)
+        run.write_attr("stopped", util.now_micros())
+        raise GuildError(f"cannot start {cmd[0]}: {e.strerror}") from None
+    util.atomic_write(run.guild_path("LOCK"), str(proc.pid))
+    if on_started:
+        on_started(run)
+
+    def pump(stream, stream_id: int, term):
+        for line in iter(stream.readline, b""):
+            now_ms = time.time_ns() // 1_000_000
+            with lock:
+                output.write(line)
+                index.write(now_ms.to_bytes(8, "big") + bytes([stream_id]))
+                output.flush()
+                index.flush()
+                for key, val, step in scalars.line(line.decode("utf-8", "replace")):
+                    writer.add_scalar(key, val, step)
+            if term is not None:
+                try:
+                    term.write(line)
+                    term.flush()
+                except (OSError, ValueError):
+                    pass
+        stream.close()
+
+    term_out = sys.stdout.buffer if echo else None
+    term_err = sys.stderr.buffer if echo else None
+    threads = [
+        threading.Thread(target=pump, args=(proc.stdout, 0, term_out), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, 1, term_err), daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    interrupted = Interrupted()
+    restore = _forward_signals(proc, interrupted)
+    try:
+        returncode = _wait(proc, interrupted)
+        for t in threads:
+            t.join()
+    finally:
+        restore()
+        output.close()
+        index.close()
+        writer.close()
+    exit_status = returncode
+    if interrupted.signum is not None and returncode >= 0:
+        # The script caught the signal and exited on its own: the user
+        # still stopped it.
+        exit_status = -interrupted.signum
+    run.write_attr("exit_status", exit_status)
+    run.write_attr("stopped", util.now_micros())
+    try:
+        run.guild_path("LOCK").unlink()
+    except FileNotFoundError:
+        pass
+    if on_stopped:
+        on_stopped(run)
+    return exit_status
+
+
+def _wait(proc: subprocess.Popen, interrupted: Interrupted) -> int:
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            # The terminal sent SIGINT to the whole process group; the
+            # script has it too. Give it time to stop, then insist.
+            interrupted.signum = signal.SIGINT
+            try:
+                return proc.wait(0.5)
+            except subprocess.TimeoutExpired:
+                # Not in our process group (guild was signalled alone).
+                proc.send_signal(signal.SIGINT)
+            try:
+                return proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+            except KeyboardInterrupt:
+                proc.kill()
+
+
+def _forward_signals(proc: subprocess.Popen, interrupted: Interrupted):
+    """Pass SIGTERM/SIGHUP to the run's process and remember them."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {}
+
+    def handler(signum, _frame):
+        interrupted.signum = signum
+        try:
+            proc.send_signal(signum)
+        except OSError:
+            pass
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except (OSError, ValueError):
+            pass
+
+    def restore():
+        for signum, prev in previous.items():
+            signal.signal(signum, prev)
+
+    return restore
+
+
+def start_background(run: Run, pidfile: str | None = None) -> int:
+    """Start the run in a detached process; return its pid."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guild_core.background", str(run.path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=run.path,
+    )
+    if pidfile:
+        util.atomic_write(Path(pidfile).absolute(), f"{proc.pid}\n")
+    return proc.pid
+
+
+def stop(run: Run, timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop a running run (SIGTERM, then SIGKILL after `timeout`).
+
+    Returns True if it was running. When no guild process is left to
+    record the end (it was killed), the end is recorded here, so the run
+    never reads as running forever.
+    """
+    pid = run.pid
+    if not pid:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.time() + timeout
+    while util.pid_alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    if util.pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    # The supervising guild process writes the exit status; wait for it
+    # briefly, then write it ourselves if it is gone.
+    deadline = time.time() + 2.0
+    while time.time() < deadline:
+        if Run(run.id, run.path).get("exit_status") is not None:
+            return True
+        time.sleep(0.05)
+    fresh = Run(run.id, run.path)
+    if fresh.get("exit_status") is None:
+        fresh.write_attr("exit_status", -int(signal.SIGTERM))
+        fresh.write_attr("stopped", util.now_micros())
+        try:
+            fresh.guild_path("LOCK").unlink()
+        except FileNotFoundError:
+            pass
+    return True
+

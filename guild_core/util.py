@@ -1,0 +1,95 @@
+"""Small helpers shared by the core: atomic writes, time, process checks."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def atomic_write(path: Path | str, data: bytes | str) -> None:
+    """Write `data` to `path` so readers see the old file or the new one,
+    never a partial one: write a temporary file beside it, then rename."""
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def now_micros() -> int:
+    """Integer microseconds since the epoch, Guild's timestamp unit."""
+    return time.time_ns() // 1000
+
+
+def format_timestamp(micros: int | None) -> str:
+    if not micros:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(micros / 1e6))
+
+
+def format_duration(start: int | None, stop: int | None) -> str:
+    if not start or not stop:
+        return ""
+    secs = int(round((stop - start) / 1e6))
+    h, rest = divmod(secs, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    # A killed child that its parent has not reaped still answers kill(0).
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
+
+
+def process_start_time(pid: int) -> float | None:
+    """Seconds since the epoch when `pid` started, or None if unknown."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:
+        return None
+
+
+def table(rows: list[list[str]], sep: str = "  ") -> list[str]:
+    """Align columns: each padded to its widest cell; trailing space kept
+    off the last column."""
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        cells.append(row[-1])
+        lines.append(sep.join(cells).rstrip())
+    return lines
