@@ -273,13 +273,13 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
         project_dir=project_dir,
         opref=opref,
         exec=data.get("exec"),
-        output_scalars=data.get("output-scalars"),
-        sourcecode=parse_spec(data.get("sourcecode")),
+        output_scalars=_plain(data.get("output-scalars")),
+        sourcecode=parse_spec(_plain(data.get("sourcecode"))),
         label=data.get("label"),
         description=(data.get("description") or "").strip(),
         env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
         guildfile=gf,
-        data=dict(data),
+        data=_plain(data),
     )
     flagdefs = {str(n): _guildfile_flagdef(str(n), v) for n, v in (data.get("flags") or {}).items()}
     dest = data.get("flags-dest")
@@ -298,6 +298,15 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
     opdef.flagdefs = {n: _typed(f) for n, f in flagdefs.items()}
     opdef.flags_dest = dest or "args"
     return opdef
+
+
+def _plain(val: Any) -> Any:
+    """Loaded YAML without line bookkeeping, safe to store as attributes."""
+    if isinstance(val, dict):
+        return {k: _plain(v) for k, v in val.items()}
+    if isinstance(val, list):
+        return [_plain(v) for v in val]
+    return val
 
 
 def _merge_imported(defined, detected, flags_import, skip) -> dict[str, FlagDef]:

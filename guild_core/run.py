@@ -230,6 +230,15 @@ class Run:
         return opref.op_name
 
     @property
+    def project_dir(self) -> str | None:
+        """The project the operation came from (a batch's: its trials')."""
+        opref = self.opref
+        if opref is not None and opref.type == "builtin":
+            proto = self.batch_proto
+            opref = proto.opref if proto else None
+        return opref.project_dir if opref else None
+
+    @property
     def batch_proto(self) -> "Run | None":
         proto_dir = self.guild_path("proto")
         return Run.for_dir(proto_dir) if proto_dir.is_dir() else None

@@ -227,7 +227,9 @@ def create_run(
         write("user_flags", user_flags)
         write("cmd", command(op, flags))
         write("env", run_env(run, op, flags))
-        write("label", label if label is not None else default_label(opdef.label, flags))
+        run_label = label if label is not None else default_label(opdef.label, flags)
+        if run_label:
+            write("label", run_label)
         if tags:
             write("tags", list(tags))
         write("sourcecode_digest", digest)

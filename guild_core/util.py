@@ -18,6 +18,7 @@ def atomic_write(path: Path | str, data: bytes | str) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -25,6 +26,13 @@ def atomic_write(path: Path | str, data: bytes | str) -> None:
         except OSError:
             pass
         raise
+
+
+def _umask() -> int:
+    # mkstemp creates 0600 files; give written files the usual mode.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def now_micros() -> int:

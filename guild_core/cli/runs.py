@@ -77,11 +77,7 @@ def op_desc(run: Run) -> str:
     """The operation, with its project directory unless it is the cwd,
     and ``[marked]`` for marked runs (Guild AI's list column)."""
     desc = run.op_name
-    opref = run.opref
-    project = opref.project_dir if opref else None
-    if opref and opref.type == "builtin":
-        proto = run.batch_proto
-        project = proto.opref.project_dir if proto and proto.opref else None
+    project = run.project_dir
     if project and os.path.abspath(project) != os.getcwd():
         desc += f" ({_format_dir(project)})"
     if run.get("marked"):
@@ -141,12 +137,11 @@ def info(run, deleted, as_json):
 
 def info_data(run: Run) -> dict:
     """``runs info`` fields, with Guild AI 0.9's keys and value shapes."""
-    opref = run.opref
     cmd = run.get("cmd") or []
     return {
         "id": run.id,
         "operation": run.op_name,
-        "from": (opref.project_dir or "") if opref else "",
+        "from": run.project_dir or "",
         "status": run.status,
         "started": util.format_timestamp(run.get("started")),
         "stopped": util.format_timestamp(run.get("stopped")),

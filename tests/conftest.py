@@ -1,0 +1,97 @@
+"""Test fixtures: a temporary GUILD_HOME and the real CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from guild_core.cli import common
+from guild_core.cli.main import guild as guild_cli
+
+
+@dataclass
+class Result:
+    exit_code: int
+    output: str
+    stderr: str
+
+
+@pytest.fixture
+def guild_home(tmp_path, monkeypatch):
+    home = tmp_path / "guild-home"
+    home.mkdir()
+    monkeypatch.setenv("GUILD_HOME", str(home))
+    monkeypatch.delenv("GUILD_DISABLE_PLUGINS", raising=False)
+    common.plugin_manager.cache_clear()
+    yield home
+    common.plugin_manager.cache_clear()
+    _kill_leftover_runs(home)
+
+
+def _kill_leftover_runs(home: Path) -> None:
+    # A failed test must not leave a background run behind.
+    for lock in home.glob("runs/*/.guild/LOCK"):
+        try:
+            os.kill(int(lock.read_text().strip()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project directory, the cwd for the test; `write(name, text)`
+    adds a file."""
+    root = tmp_path / "project"
+    root.mkdir()
+    monkeypatch.chdir(root)
+
+    class Project:
+        path = root
+
+        def write(self, name: str, text: str) -> Path:
+            p = root / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(textwrap.dedent(text).lstrip())
+            return p
+
+    return Project()
+
+
+@pytest.fixture
+def cli(guild_home):
+    """Run ``guild ARGS`` in-process with click's CliRunner."""
+
+    def run(*args: str, input: str | None = None) -> Result:
+        runner = CliRunner()
+        result = runner.invoke(guild_cli, list(args), input=input, catch_exceptions=False)
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+@pytest.fixture
+def sh(guild_home):
+    """Run ``guild ARGS`` as a subprocess, as a user would."""
+
+    def run(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 60) -> Result:
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        proc = subprocess.run(
+            [sys.executable, "-m", "guild_core.cli.main", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
