@@ -34,7 +34,7 @@ def get_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
         try:
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
         except pluggy.PluginValidationError as e:
-            raise PluginError(f"plugin {e.plugin_name}: {e}") from None
+            raise _validation_error(pm, e) from None
         except ImportError as e:
             raise PluginError(f"cannot load plugin: {e}") from None
     check(pm)
@@ -46,7 +46,22 @@ def check(pm: pluggy.PluginManager) -> None:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as e:
-        raise PluginError(f"plugin {e.plugin_name}: {e}") from None
+        raise _validation_error(pm, e) from None
+
+
+def _validation_error(pm, e: pluggy.PluginValidationError) -> PluginError:
+    import re
+
+    name = pm.get_name(e.plugin) or getattr(e.plugin, "__name__", repr(e.plugin))
+    m = re.match(r"unknown hook '([^']+)'", str(e))
+    if m:
+        msg = f"unknown hook '{m.group(1)}' (misspelled? see 'guild_core.hookspecs')"
+    else:
+        msg = str(e).split("\n")[0]
+    return PluginError(
+        f"plugin {name}: {msg}",
+        hint=f"Disable it with {DISABLE_ENV}={name} to run without it.",
+    )
 
 
 def plugin_infos(pm: pluggy.PluginManager) -> list[dict]:

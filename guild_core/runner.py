@@ -244,6 +244,9 @@ def create_run(
             write("started", util.now_micros())
             _write_staged_env(tmp_run, run_env(run, op, flags))
             (tmp_run.guild_path("STAGED")).touch()
+        else:
+            # Until its process starts, a run is pending, not "error".
+            (tmp_run.guild_path("PENDING")).touch()
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -322,7 +325,8 @@ def start(
         raise GuildError(f"run {run.id} has no command")
     env = dict(os.environ)
     env.update({k: str(v) for k, v in (run.get("env") or {}).items()})
-    for marker in ("STAGED", "PENDING", "ENV"):
+    util.atomic_write(run.guild_path("PENDING"), "")
+    for marker in ("STAGED", "ENV"):
         try:
             run.guild_path(marker).unlink()
         except FileNotFoundError:
@@ -349,6 +353,7 @@ def start(
             stderr=subprocess.PIPE,
         )
     except OSError as e:
+        run.guild_path("PENDING").unlink()
         output.close()
         index.close()
         writer.close()
@@ -356,6 +361,7 @@ def start(
         run.write_attr("stopped", util.now_micros())
         raise GuildError(f"cannot start {cmd[0]}: {e.strerror}") from None
     util.atomic_write(run.guild_path("LOCK"), str(proc.pid))
+    run.guild_path("PENDING").unlink()
     if on_started:
         on_started(run)
 

@@ -20,10 +20,9 @@ def stop(runs, yes, no_wait):
     """Stop running runs (default: all running runs)."""
     from guild_core import runner
 
-    candidates = [r for r in select.all_runs() if r.status == "running"]
-    targets = select.select(candidates, list(runs)) if runs else candidates
-    if runs and not targets:
-        raise GuildError("no matching running runs")
+    all_runs = select.all_runs()
+    chosen = select.select(all_runs, list(runs)) if runs else all_runs
+    targets = [r for r in chosen if r.status == "running"]
     if not targets:
         click.echo("Nothing to stop.")
         return
@@ -50,7 +49,7 @@ def watch(run, pid):
             raise GuildError(f"cannot find run for pid {pid}")
         target = matches[0]
     elif run is None:
-        running = [r for r in runs_ if r.status == "running"]
+        running = [r for r in runs_ if r.status in ("running", "pending")]
         target = running[0] if running else select.select_one(runs_, None)
     else:
         target = select.select_one(runs_, run)
@@ -60,7 +59,7 @@ def watch(run, pid):
     try:
         while True:
             pos = _copy_new(out, pos)
-            if target.status != "running":
+            if target.status not in ("running", "pending"):
                 pos = _copy_new(out, pos)
                 break
             time.sleep(0.1)
