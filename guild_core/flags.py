@@ -15,6 +15,8 @@ from .errors import FlagError
 from .flagdefs import FlagDef
 
 FLAG_FUNCTION_P = re.compile(r"^([a-zA-Z0-9_\-\.]*)\[(.*)\]$")
+_WORD_P = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
+_YAML_WORDS = {"y", "n", "yes", "no", "true", "false", "on", "off", "null"}
 _NUMBER_P = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -56,6 +58,8 @@ def decode_auto(s: str) -> Any:
         return _number(s)
     except ValueError:
         pass
+    if _WORD_P.match(s) and s.lower() not in _YAML_WORDS:
+        return s  # the common case, without importing YAML
     m = FLAG_FUNCTION_P.match(s)
     if m and (m.group(1) or ":" in m.group(2)):
         # A flag function (``uniform[0:1]``, ``[1:10]``): YAML would read

@@ -19,26 +19,101 @@ def disabled_plugins() -> list[str]:
     return [name.strip() for name in raw.split(",") if name.strip()]
 
 
-def get_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
+class GuildPluginManager(pluggy.PluginManager):
+    """pluggy's manager, remembering each plugin's distribution."""
+
+    def __init__(self):
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.dists: dict[str, tuple[str, str]] = {}
+
+
+def get_plugin_manager(load_entry_points: bool = True) -> GuildPluginManager:
     """Build a plugin manager with every installed plugin loaded.
 
     Plugins named in GUILD_DISABLE_PLUGINS are blocked before loading,
     so their modules are never imported. A hook implementation that
     matches no spec (a misspelled hook) raises `PluginError`.
     """
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm = GuildPluginManager()
     pm.add_hookspecs(hookspecs)
     for name in disabled_plugins():
         pm.set_blocked(name)
     if load_entry_points:
-        try:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        except pluggy.PluginValidationError as e:
-            raise _validation_error(pm, e) from None
-        except ImportError as e:
-            raise PluginError(f"cannot load plugin: {e}") from None
+        for name, value, dist, version in entry_points():
+            if pm.is_blocked(name) or pm.has_plugin(name):
+                continue
+            plugin = _load(name, value)
+            try:
+                pm.register(plugin, name=name)
+            except pluggy.PluginValidationError as e:
+                raise _validation_error(pm, e) from None
+            pm.dists[name] = (dist, version)
     check(pm)
     return pm
+
+
+def _load(name: str, value: str):
+    import importlib
+
+    module_name, _, attr = value.partition(":")
+    try:
+        obj = importlib.import_module(module_name.strip())
+    except ImportError as e:
+        raise PluginError(
+            f"cannot load plugin {name}: {e}",
+            hint=f"Disable it with {DISABLE_ENV}={name} to run without it.",
+        ) from None
+    for part in filter(None, attr.strip().split(".")):
+        obj = getattr(obj, part)
+    return obj
+
+
+def entry_points() -> list[tuple[str, str, str, str]]:
+    """(name, value, distribution, version) of each ``guild`` entry point.
+
+    Scanning installed distributions costs more than the rest of a run's
+    start-up, so the result is cached in the Guild home, keyed on the
+    modification times of the directories on sys.path: installing or
+    removing a package changes them.
+    """
+    import json
+    import sys
+
+    from . import home, util
+
+    key = []
+    for entry in sys.path:
+        try:
+            key.append([entry, os.stat(entry or ".").st_mtime_ns])
+        except OSError:
+            pass
+    cache = home.cache_dir("plugins") / "entry-points.json"
+    try:
+        data = json.loads(cache.read_text())
+        if data["key"] == key:
+            return [tuple(e) for e in data["entries"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    entries = _scan_entry_points()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        util.atomic_write(cache, json.dumps({"key": key, "entries": entries}))
+    except OSError:
+        pass
+    return [tuple(e) for e in entries]
+
+
+def _scan_entry_points() -> list[list[str]]:
+    from importlib import metadata
+
+    entries, seen = [], set()
+    for dist in metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP or ep.name in seen:
+                continue
+            seen.add(ep.name)
+            entries.append([ep.name, ep.value, dist.metadata["name"], dist.version])
+    return entries
 
 
 def check(pm: pluggy.PluginManager) -> None:
@@ -64,22 +139,20 @@ def _validation_error(pm, e: pluggy.PluginValidationError) -> PluginError:
     )
 
 
-def plugin_infos(pm: pluggy.PluginManager) -> list[dict]:
+def plugin_infos(pm: GuildPluginManager) -> list[dict]:
     """Name, distribution, version and implemented hooks of each plugin."""
-    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     infos = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
-        dist = dists.get(id(plugin))
-        hooks = sorted(impl_hook for impl_hook in _hook_names(pm, plugin))
+        dist, version = getattr(pm, "dists", {}).get(name, (None, None))
         infos.append(
             {
                 "name": name,
                 "module": getattr(plugin, "__name__", repr(plugin)),
-                "distribution": dist.project_name if dist else None,
-                "version": dist.version if dist else None,
-                "hooks": hooks,
+                "distribution": dist,
+                "version": version,
+                "hooks": sorted(_hook_names(pm, plugin)),
             }
         )
     return sorted(infos, key=lambda info: info["name"])

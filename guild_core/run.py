@@ -134,12 +134,18 @@ class Run:
         except OSError:
             return []
 
-    def write_attr(self, name: str, val: Any) -> None:
+    def write_attr(self, name: str, val: Any, atomic: bool = True) -> None:
+        """Write one attribute. `atomic=False` is for a run directory
+        still being assembled, which is itself renamed into place."""
         from . import yamlutil
 
         attrs = self.guild_path("attrs")
-        attrs.mkdir(parents=True, exist_ok=True)
-        util.atomic_write(attrs / name, yamlutil.encode(val) + "\n")
+        data = yamlutil.encode(val) + "\n"
+        if atomic:
+            attrs.mkdir(parents=True, exist_ok=True)
+            util.atomic_write(attrs / name, data)
+        else:
+            (attrs / name).write_text(data)
         self._cache["attr:" + name] = val
 
     def del_attr(self, name: str) -> None:

@@ -17,7 +17,7 @@ import re
 import shlex
 import shutil
 import signal
-import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -219,7 +219,9 @@ def create_run(
         digest = sourcecodelib.copy_files(opdef.project_dir, opdef.sourcecode, files, tmp)
         # Attributes name the final directory, so write them knowing it.
         run = Run(run_id, final)
-        write = tmp_run.write_attr
+        def write(name, val):
+            tmp_run.write_attr(name, val, atomic=False)
+
         write("id", run_id)
         write("initialized", util.now_micros())
         write("op", op)
@@ -234,7 +236,7 @@ def create_run(
             write("tags", list(tags))
         write("sourcecode_digest", digest)
         write("random_seed", random.randint(0, 2**32 - 1))
-        write("host", socket.gethostname())
+        write("host", util.hostname())
         write("user", _user())
         write("platform", _platform())
         write("run_params", run_params or {})
@@ -248,6 +250,9 @@ def create_run(
             # Until its process starts, a run is pending, not "error".
             (tmp_run.guild_path("PENDING")).touch()
         os.rename(tmp, final)
+        # What was just written need not be read back (and YAML-decoded)
+        # to start the run.
+        run._cache.update(tmp_run._cache)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -274,13 +279,16 @@ def _user() -> str:
 
 
 def _platform() -> dict[str, Any]:
-    uname = platform.uname()
+    # platform.architecture() and uname().processor start subprocesses;
+    # a run's start-up cannot afford them.
+    uname = os.uname() if hasattr(os, "uname") else None
+    bits = f"{struct.calcsize('P') * 8}bit"
     return {
-        "architecture": " ".join(platform.architecture()),
+        "architecture": f"{bits} ELF" if sys.platform.startswith("linux") else bits,
         "cpus": os.cpu_count(),
-        "processor": uname.processor,
+        "processor": "",
         "python_version": sys.version,
-        "uname": " ".join(uname),
+        "uname": " ".join(uname) if uname else platform.platform(),
     }
 
 

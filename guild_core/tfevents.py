@@ -133,10 +133,10 @@ class EventWriter:
         self._closed = False
 
     def _open(self):
-        import socket  # not at module level: it drags in several modules
+        from .util import hostname
 
         os.makedirs(self.logdir, exist_ok=True)
-        host, pid = socket.gethostname(), os.getpid()
+        host, pid = hostname(), os.getpid()
         while True:
             name = (
                 f"{FILE_PREFIX}{int(time.time())}.{host}.{pid}."

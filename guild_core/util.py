@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -14,11 +13,15 @@ def atomic_write(path: Path | str, data: bytes | str) -> None:
     path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Not tempfile.mkstemp: importing tempfile costs more than a run's
+    # metadata writes. pid + counter + time is unique enough with O_EXCL.
+    global _tmp_counter
+    _tmp_counter += 1
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{_tmp_counter}.{time.time_ns()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -28,11 +31,7 @@ def atomic_write(path: Path | str, data: bytes | str) -> None:
         raise
 
 
-def _umask() -> int:
-    # mkstemp creates 0600 files; give written files the usual mode.
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+_tmp_counter = 0
 
 
 def now_micros() -> int:
@@ -53,6 +52,15 @@ def format_duration(start: int | None, stop: int | None) -> str:
     h, rest = divmod(secs, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}"
+
+
+def hostname() -> str:
+    # os.uname avoids importing socket on the run start-up path.
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
 
 
 def pid_alive(pid: int) -> bool:
