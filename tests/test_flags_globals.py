@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import guild_flags_globals
+from guild_flags_globals import plugin as guild_flags_globals
 from guild_core.plugins import get_plugin_manager
 from guild_flags_globals import launch
 
