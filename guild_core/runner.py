@@ -308,8 +308,23 @@ def update_flags(run: Run, flags: dict[str, Any], user_flags: dict[str, Any], la
 
 
 class Interrupted:
+    """Signals guild received while supervising a run."""
+
     def __init__(self):
         self.signum: int | None = None
+        self.since: float | None = None
+        self.proc: subprocess.Popen | None = None
+
+    def receive(self, signum: int) -> None:
+        self.signum = signum
+        if self.since is None:
+            self.since = time.monotonic()
+        if signum != signal.SIGINT and self.proc is not None:
+            # SIGTERM/SIGHUP came to guild alone: pass them on at once.
+            try:
+                self.proc.send_signal(signum)
+            except OSError:
+                pass
 
 
 def start(
@@ -351,6 +366,10 @@ def start(
     index = open(run.guild_path("output.index"), "ab")
     writer = tfevents.EventWriter(run.guild_path())
     lock = threading.Lock()
+    # Handlers go in before the process starts: a signal at any moment
+    # after this is recorded, never a traceback that leaves no exit status.
+    interrupted = Interrupted()
+    restore = _handle_signals(interrupted)
     try:
         proc = subprocess.Popen(
             cmd,
@@ -361,6 +380,7 @@ def start(
             stderr=subprocess.PIPE,
         )
     except OSError as e:
+        restore()
         run.guild_path("PENDING").unlink()
         output.close()
         index.close()
@@ -368,6 +388,9 @@ def start(
         run.write_attr("exit_status", 127)
         run.write_attr("stopped", util.now_micros())
         raise GuildError(f"cannot start {cmd[0]}: {e.strerror}") from None
+    interrupted.proc = proc
+    if interrupted.signum is not None and interrupted.signum != signal.SIGINT:
+        proc.send_signal(interrupted.signum)
     util.atomic_write(run.guild_path("LOCK"), str(proc.pid))
     run.guild_path("PENDING").unlink()
     if on_started:
@@ -399,8 +422,6 @@ def start(
     ]
     for t in threads:
         t.start()
-    interrupted = Interrupted()
-    restore = _forward_signals(proc, interrupted)
     try:
         returncode = _wait(proc, interrupted)
         for t in threads:
@@ -427,42 +448,36 @@ def start(
 
 
 def _wait(proc: subprocess.Popen, interrupted: Interrupted) -> int:
+    """Wait for the process; after Ctrl-C give it time to stop, then insist."""
+    escalated = 0
     while True:
         try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            # The terminal sent SIGINT to the whole process group; the
-            # script has it too. Give it time to stop, then insist.
-            interrupted.signum = signal.SIGINT
+            return proc.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            pass
+        if interrupted.signum != signal.SIGINT or interrupted.since is None:
+            continue
+        elapsed = time.monotonic() - interrupted.since
+        # A terminal's Ctrl-C reaches the script too; a SIGINT sent to
+        # guild alone does not, so pass it on if the script is still up.
+        steps = [(0.5, proc.send_signal, signal.SIGINT), (STOP_TIMEOUT, proc.send_signal, signal.SIGTERM), (2 * STOP_TIMEOUT, proc.send_signal, signal.SIGKILL)]
+        if escalated < len(steps) and elapsed > steps[escalated][0]:
+            _when, send, signum = steps[escalated]
+            escalated += 1
             try:
-                return proc.wait(0.5)
-            except subprocess.TimeoutExpired:
-                # Not in our process group (guild was signalled alone).
-                proc.send_signal(signal.SIGINT)
-            try:
-                return proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-            except KeyboardInterrupt:
-                proc.kill()
+                send(signum)
+            except OSError:
+                pass
 
 
-def _forward_signals(proc: subprocess.Popen, interrupted: Interrupted):
-    """Pass SIGTERM/SIGHUP to the run's process and remember them."""
+def _handle_signals(interrupted: Interrupted):
+    """Record SIGINT, SIGTERM and SIGHUP instead of dying on them."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = {}
-
-    def handler(signum, _frame):
-        interrupted.signum = signum
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         try:
-            proc.send_signal(signum)
-        except OSError:
-            pass
-
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        try:
-            previous[signum] = signal.signal(signum, handler)
+            previous[signum] = signal.signal(signum, lambda n, _f: interrupted.receive(n))
         except (OSError, ValueError):
             pass
 
