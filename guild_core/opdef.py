@@ -211,10 +211,10 @@ def list_operations(cwd: Path) -> list[tuple[str, str]]:
     gf = find_guildfile(cwd)
     if not gf:
         return []
-    return [
+    return sorted(
         (name, (op.get("description") or "").strip().split("\n")[0])
         for name, op in load_guildfile(gf).items()
-    ]
+    )
 
 
 def resolve(opspec: str, cwd: Path, detect: FlagDetector) -> OpDef:

@@ -88,7 +88,7 @@ def test_misspelled_hook_fails_loudly():
 
 def test_plugins_command_lists_builtins(sh):
     result = sh("plugins", "--json")
-    assert result.returncode if hasattr(result, "returncode") else result.exit_code == 0
+    assert result.exit_code == 0, result.stderr
     infos = {i["name"]: i for i in json.loads(result.output)}
     assert BUILTINS <= set(infos)
     assert infos["argparse"]["distribution"] == "guild"
@@ -250,3 +250,23 @@ def test_every_hook_is_documented():
 def test_every_hook_has_a_docstring():
     missing = [n for n in hook_names() if not (getattr(hookspecs, n).__doc__ or "").strip()]
     assert not missing
+
+
+def test_disabling_a_plugin_removes_exactly_its_feature(guild_home, project):
+    project.write("glob.py", "lr = 0.1\nprint('lr', lr)\n")
+    project.write(
+        "args.py",
+        "import argparse\np = argparse.ArgumentParser()\np.add_argument('--lr', type=float, default=0.1)\nprint('lr', p.parse_args().lr)\n",
+    )
+    off = {"GUILD_DISABLE_PLUGINS": "globals"}
+    no_globals = guild_sub(["run", "glob.py", "lr=0.5", "-y"], env=off, cwd=project.path)
+    assert no_globals.returncode == 1
+    assert no_globals.stderr.startswith("guild: unsupported flag 'lr'")
+    plain = guild_sub(["run", "glob.py", "-y"], env=off, cwd=project.path)
+    assert plain.returncode == 0 and plain.stdout == "lr 0.1\n"
+    still_args = guild_sub(["run", "args.py", "lr=0.5", "-y"], env=off, cwd=project.path)
+    assert still_args.returncode == 0, still_args.stderr
+    assert still_args.stdout == "lr 0.5\n"
+    listed = guild_sub(["plugins"], env=off).stdout
+    assert "argparse" in listed and not re.search(r"^globals ", listed, re.M)
+    assert "Disabled (GUILD_DISABLE_PLUGINS): globals" in listed

@@ -6,7 +6,7 @@ import numpy as np
 
 p = argparse.ArgumentParser()
 p.add_argument("--lr", type=float, default=0.05, help="Learning rate")
-p.add_argument("--epochs", type=int, default=20, help="Passes over the data")
+p.add_argument("--epochs", type=int, default=100, help="Passes over the data")
 p.add_argument("--noise", type=float, default=0.1, help="Noise in the data")
 p.add_argument("--seed", type=int, default=0)
 args = p.parse_args()
