@@ -378,9 +378,11 @@ def _module_path(project_dir: Path, module: str) -> Path | None:
 
 
 def _file_md5(path: Path) -> str:
-    import hashlib
+    from .util import md5
 
-    return hashlib.md5(path.read_bytes()).hexdigest()
+    h = md5()
+    h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def python_exe() -> str:

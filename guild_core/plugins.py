@@ -76,7 +76,6 @@ def entry_points() -> list[tuple[str, str, str, str]]:
     modification times of the directories on sys.path: installing or
     removing a package changes them.
     """
-    import json
     import sys
 
     from . import home, util
@@ -84,20 +83,22 @@ def entry_points() -> list[tuple[str, str, str, str]]:
     key = []
     for entry in sys.path:
         try:
-            key.append([entry, os.stat(entry or ".").st_mtime_ns])
+            key.append(f"{entry}\t{os.stat(entry or '.').st_mtime_ns}")
         except OSError:
             pass
-    cache = home.cache_dir("plugins") / "entry-points.json"
+    # A tab-separated file, not JSON: this is read on every run.
+    cache = home.cache_dir("plugins") / "entry-points.tsv"
     try:
-        data = json.loads(cache.read_text())
-        if data["key"] == key:
-            return [tuple(e) for e in data["entries"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        head, _, body = cache.read_text().partition("\n\n")
+        if head.split("\n") == key:
+            return [tuple(line.split("\t")) for line in body.split("\n") if line]
+    except OSError:
         pass
     entries = _scan_entry_points()
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        util.atomic_write(cache, json.dumps({"key": key, "entries": entries}))
+        text = "\n".join(key) + "\n\n" + "".join("\t".join(e) + "\n" for e in entries)
+        util.atomic_write(cache, text)
     except OSError:
         pass
     return [tuple(e) for e in entries]

@@ -9,13 +9,10 @@ and a restart all start the same way: `start(run)`.
 
 from __future__ import annotations
 
-import getpass
 import os
 import platform
-import random
 import re
 import shlex
-import shutil
 import signal
 import struct
 import subprocess
@@ -235,7 +232,7 @@ def create_run(
         if tags:
             write("tags", list(tags))
         write("sourcecode_digest", digest)
-        write("random_seed", random.randint(0, 2**32 - 1))
+        write("random_seed", int.from_bytes(os.urandom(4), "big"))
         write("host", util.hostname())
         write("user", _user())
         write("platform", _platform())
@@ -254,6 +251,8 @@ def create_run(
         # to start the run.
         run._cache.update(tmp_run._cache)
     except BaseException:
+        import shutil
+
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return run
@@ -273,6 +272,8 @@ def _write_staged_env(run: Run, env: dict[str, str]) -> None:
 
 def _user() -> str:
     try:
+        import getpass
+
         return getpass.getuser()
     except Exception:
         return ""
@@ -317,14 +318,29 @@ class Interrupted:
 
     def receive(self, signum: int) -> None:
         self.signum = signum
-        if self.since is None:
-            self.since = time.monotonic()
-        if signum != signal.SIGINT and self.proc is not None:
+        if signum != signal.SIGINT:
             # SIGTERM/SIGHUP came to guild alone: pass them on at once.
+            self._send(signum)
+        elif self.since is None:
+            self.since = time.monotonic()
+            threading.Thread(target=self._escalate, daemon=True).start()
+
+    def _send(self, signum: int) -> None:
+        if self.proc is not None and self.proc.returncode is None:
             try:
                 self.proc.send_signal(signum)
             except OSError:
                 pass
+
+    def _escalate(self) -> None:
+        # A terminal's Ctrl-C reaches the script too; a SIGINT sent to
+        # guild alone does not, so pass it on if the script is still up.
+        # Then give it time to stop, and insist.
+        for delay, signum in ((0.5, signal.SIGINT), (STOP_TIMEOUT, signal.SIGTERM), (STOP_TIMEOUT, signal.SIGKILL)):
+            time.sleep(delay)
+            if self.proc is not None and self.proc.poll() is not None:
+                return
+            self._send(signum)
 
 
 def start(
@@ -448,26 +464,9 @@ def start(
 
 
 def _wait(proc: subprocess.Popen, interrupted: Interrupted) -> int:
-    """Wait for the process; after Ctrl-C give it time to stop, then insist."""
-    escalated = 0
-    while True:
-        try:
-            return proc.wait(timeout=0.1)
-        except subprocess.TimeoutExpired:
-            pass
-        if interrupted.signum != signal.SIGINT or interrupted.since is None:
-            continue
-        elapsed = time.monotonic() - interrupted.since
-        # A terminal's Ctrl-C reaches the script too; a SIGINT sent to
-        # guild alone does not, so pass it on if the script is still up.
-        steps = [(0.5, proc.send_signal, signal.SIGINT), (STOP_TIMEOUT, proc.send_signal, signal.SIGTERM), (2 * STOP_TIMEOUT, proc.send_signal, signal.SIGKILL)]
-        if escalated < len(steps) and elapsed > steps[escalated][0]:
-            _when, send, signum = steps[escalated]
-            escalated += 1
-            try:
-                send(signum)
-            except OSError:
-                pass
+    # A blocking wait: signal handlers run during it (PEP 475 retries the
+    # wait), and polling with a timeout would add up to tens of ms.
+    return proc.wait()
 
 
 def _handle_signals(interrupted: Interrupted):

@@ -20,15 +20,14 @@ attribute is Guild AI's digest over the copied files.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import shlex
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import util
 from .errors import OpDefError
 
 MAX_FILE_SIZE = 1024 * 1024
@@ -171,15 +170,19 @@ def copy_files(project_dir: Path, spec: SourceSpec, files: list[str], run_dir: P
     root = (project_dir / spec.root).resolve() if spec.root else project_dir
     dest_root = run_dir / spec.dest if spec.dest not in (".", "") else run_dir
     lines = []
-    digest = hashlib.md5()
+    digest = util.md5()
     for rel in sorted(files):
         src = root / rel
         dest = dest_root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dest)
-        sha1 = hashlib.sha1()
-        with open(dest, "rb") as f:
-            data = f.read()
+        # Read once: the bytes are copied, hashed and digested. (Not
+        # shutil: importing it costs more than copying a few sources.)
+        data = src.read_bytes()
+        dest.write_bytes(data)
+        st = src.stat()
+        os.chmod(dest, st.st_mode & 0o7777)
+        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+        sha1 = util.sha1()
         sha1.update(data)
         dest_rel = os.path.relpath(dest, run_dir).replace(os.sep, "/")
         lines.append(" ".join(shlex.quote(p) for p in ("s", dest_rel, sha1.hexdigest(), rel)))

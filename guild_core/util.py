@@ -54,6 +54,30 @@ def format_duration(start: int | None, stop: int | None) -> str:
     return f"{h}:{m:02d}:{s:02d}"
 
 
+def md5():
+    """hashlib.md5 without OpenSSL's start-up cost where CPython's own
+    implementation is available (the run start-up path hashes sources)."""
+    try:
+        import _md5
+
+        return _md5.md5()
+    except ImportError:
+        import hashlib
+
+        return hashlib.md5()
+
+
+def sha1():
+    try:
+        import _sha1
+
+        return _sha1.sha1()
+    except ImportError:
+        import hashlib
+
+        return hashlib.sha1()
+
+
 def hostname() -> str:
     # os.uname avoids importing socket on the run start-up path.
     if hasattr(os, "uname"):

@@ -64,7 +64,7 @@ def _scalar(val: Any) -> str:
 
 # PyYAML's implicit resolvers: a plain scalar matching one of these would
 # read back as something other than a string, so it must be quoted.
-_IMPLICIT_P = re.compile(
+_IMPLICIT = (
     r"""^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF
     |[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
     |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
@@ -73,17 +73,20 @@ _IMPLICIT_P = re.compile(
     |[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+
     |[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+
     |<<|~|null|Null|NULL|=
-    |[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?.*)$""",
-    re.X,
+    |[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?.*)$"""
 )
+_IMPLICIT_P = None  # compiled on first use: most runs never need it
 _PRINTABLE_P = re.compile(r"^[\x20-\x7e]+$")
 
 
 def _str(val: str) -> str:
     """A string that is not a simple word: plain if PyYAML would write it
     plain, else single-quoted; anything subtler goes to PyYAML."""
+    global _IMPLICIT_P
     if not _PRINTABLE_P.match(val) or len(val) > 70:
-        raise _Unsure  # non-ASCII, line breaks, or long enough to be folded
+        raise _Unsure
+    if _IMPLICIT_P is None:
+        _IMPLICIT_P = re.compile(_IMPLICIT, re.X)  # non-ASCII, line breaks, or long enough to be folded
     plain = not (
         val[0] == " "
         or val[-1] == " "

@@ -327,3 +327,37 @@ def test_runs_list_limit_hint(cli, guild_home, project):
     assert "Showing the first 20 runs (22 total)" in result.stderr
     assert len(cli("runs", "-a").output.splitlines()) == 22
     assert len(cli("runs", "-m").output.splitlines()) == 22
+
+
+def test_check_shows_home_and_plugins(cli, guild_home):
+    out = cli("check").output
+    assert f"guild_home:     {guild_home}\n" in out
+    assert "argparse" in out and "globals" in out
+
+
+def test_globals_flags_reach_module(cli, guild_home, project):
+    project.write("g.py", "lr = 0.1\nname = 'a'\nlayers = [1, 2]\nprint(repr(lr), repr(name), repr(layers))\n")
+    result = cli("run", "g.py", "lr=0.5", "name=1", "layers=[3, 4]", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert result.output == "0.5 '1' [3, 4]\n"
+    run = only_run(guild_home)
+    assert run.get("env")["FLAGS_DEST"] == "globals"
+    assert run.get("flags") == {"lr": 0.5, "name": "1", "layers": [3, 4]}
+
+
+def test_argparse_flags_detected(cli, guild_home, project):
+    project.write(
+        "a.py",
+        """
+        import argparse
+        p = argparse.ArgumentParser()
+        p.add_argument("--lr", type=float, default=0.1, help="Learning rate")
+        p.add_argument("--debug", action="store_true")
+        a = p.parse_args()
+        print(a.lr, a.debug)
+        """,
+    )
+    assert "  lr     Learning rate (default is 0.1)" in cli("run", "a.py", "--help-op").output
+    result = cli("run", "a.py", "lr=1", "debug=yes", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert result.output == "1.0 True\n"
