@@ -346,7 +346,6 @@ class Interrupted:
 def start(
     run: Run,
     *,
-    quiet: bool = False,
     echo: bool = True,
     on_started: Callable[[Run], None] | None = None,
     on_stopped: Callable[[Run], None] | None = None,

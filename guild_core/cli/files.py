@@ -34,10 +34,6 @@ def ls(run, all_, full_path, follow_links, path):
             entries.append(os.path.join(dirpath, name) + os.sep)
         for name in sorted(filenames):
             entries.append(os.path.join(dirpath, name))
-        if not follow_links:
-            # os.walk lists links to directories in dirnames; show them
-            # as entries without descending.
-            pass
     entries.sort()
     if full_path:
         for entry in entries:

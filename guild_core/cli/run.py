@@ -82,8 +82,9 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         label=label, tags=list(tags), run_params=run_params, staged=stage,
     )
     if stage:
-        click.echo(f"{opdef.name} staged as {new_run.id}")
-        click.echo(f"To start the operation, use 'guild run --start {new_run.id}'")
+        if not quiet:
+            click.echo(f"{opdef.name} staged as {new_run.id}")
+            click.echo(f"To start the operation, use 'guild run --start {new_run.id}'")
         return
     _start(new_run, opdef.name, background, pidfile, quiet)
 
@@ -99,7 +100,6 @@ def _start(run, op_name, background, pidfile, quiet):
     pm = plugin_manager()
     exit_status = runner.start(
         run,
-        quiet=quiet,
         on_started=lambda r: plugins.call_lifecycle(pm, "guild_run_starting", run=r),
         on_stopped=lambda r: plugins.call_lifecycle(pm, "guild_run_stopped", run=r),
     )
