@@ -41,29 +41,7 @@ STOP_TIMEOUT = 10.0
 def op_data(opdef: OpDef, launcher: str | None, script_in_run: bool) -> dict[str, Any]:
     """The ``op`` attribute, in Guild AI's shape: the command template
     that `command` renders with flag values."""
-    if opdef.exec is not None:
-        args = shlex.split(opdef.exec)
-        if "${flag_args}" in args:
-            args[args.index("${flag_args}")] = FLAG_ARGS
-    elif opdef.main is not None:
-        main_args = shlex.split(opdef.main)
-        args = ["${python_exe}", "-um", *main_args, FLAG_ARGS]
-    else:
-        assert opdef.script is not None
-        script = (
-            opdef.script.relative_to(opdef.project_dir).as_posix()
-            if script_in_run
-            else str(opdef.script)
-        )
-        if launcher:
-            args = ["${python_exe}", "-um", launcher, script, FLAG_ARGS]
-        else:
-            args = ["${python_exe}", "-u", script, FLAG_ARGS]
-    if launcher and opdef.main is not None:
-        # A module run whose flags go to globals: the launcher runs it.
-        main_args = shlex.split(opdef.main)
-        script = opdef.script.relative_to(opdef.project_dir).as_posix() if opdef.script else main_args[0]
-        args = ["${python_exe}", "-um", launcher, script, *main_args[1:], FLAG_ARGS]
+    args = _cmd_args(opdef, launcher, script_in_run)
     cmd_flags = {}
     for name, fd in opdef.flagdefs.items():
         entry = {}
@@ -87,6 +65,24 @@ def op_data(opdef: OpDef, launcher: str | None, script_in_run: bool) -> dict[str
         "delete-on-success": False,
         "python-requires": None,
     }
+
+
+def _cmd_args(opdef: OpDef, launcher: str | None, script_in_run: bool) -> list[str]:
+    if opdef.exec is not None:
+        args = shlex.split(opdef.exec)
+        return [FLAG_ARGS if a == "${flag_args}" else a for a in args]
+    main_args = shlex.split(opdef.main) if opdef.main is not None else []
+    if main_args and not launcher:
+        return ["${python_exe}", "-um", *main_args, FLAG_ARGS]
+    assert opdef.script is not None
+    if script_in_run:
+        script = opdef.script.relative_to(opdef.project_dir).as_posix()
+    else:
+        script = str(opdef.script)
+    if launcher:
+        # The launcher runs the module's file, so it can set its globals.
+        return ["${python_exe}", "-um", launcher, script, *main_args[1:], FLAG_ARGS]
+    return ["${python_exe}", "-u", script, FLAG_ARGS]
 
 
 def command(op: dict[str, Any], flags: dict[str, Any]) -> list[str]:

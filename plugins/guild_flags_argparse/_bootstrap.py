@@ -2,7 +2,7 @@
 
 Run by file path, never imported::
 
-    GUILD_ARGPARSE_FLAGS_OUT=/tmp/x/parser.json python _bootstrap.py SCRIPT
+    GUILD_ARGPARSE_FLAGS_OUT=OUT.json python _bootstrap.py SCRIPT
 
 The script runs as ``python SCRIPT`` would run it (``__name__ ==
 "__main__"``, ``sys.argv == [SCRIPT]``, the script's directory first on

@@ -296,21 +296,15 @@ def _flagdef(action: dict[str, Any]) -> FlagDef | None:
     default = _default(action.get("default"))
     description = action.get("help") or ""
     required = bool(action.get("required"))
-    if kind == "store_true":
+    if kind in ("store_true", "store_false"):
+        # The switch passes when the value differs from the default.
+        switch = kind == "store_true"
         return FlagDef(
             name,
             type="boolean",
-            default=default if isinstance(default, bool) else False,
+            default=default if isinstance(default, bool) else not switch,
             description=description,
-            arg_switch=True,
-        )
-    if kind == "store_false":
-        return FlagDef(
-            name,
-            type="boolean",
-            default=default if isinstance(default, bool) else True,
-            description=description,
-            arg_switch=False,
+            arg_switch=switch,
         )
     if kind == "boolean_optional":
         negative = [o for o in longs[1:] if o == "--no-" + name]
