@@ -361,3 +361,10 @@ def test_argparse_flags_detected(cli, guild_home, project):
     result = cli("run", "a.py", "lr=1", "debug=yes", "-y")
     assert result.exit_code == 0, result.stderr
     assert result.output == "1.0 True\n"
+
+
+def test_script_without_flags_runs_without_launcher(cli, guild_home, project):
+    project.write("plain.py", "import sys\nprint(sys.argv)\n")
+    result = cli("run", "plain.py", "-y")
+    assert result.output == "['plain.py']\n"
+    assert only_run(guild_home).get("cmd")[1:] == ["-u", "plain.py"]

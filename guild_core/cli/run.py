@@ -58,7 +58,10 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         flag_vals, user_flags = flagslib.resolve_flag_values(opdef.flagdefs, assigns, force_flags)
     except FlagError as e:
         raise _flag_error(e, opdef.name) from None
-    launcher = flags_launcher(pm, opdef.flags_dest)
+    # With no flag values to deliver, the script runs as it is: a launcher
+    # would only add its own start-up.
+    has_values = any(v is not None for v in flag_vals.values())
+    launcher = flags_launcher(pm, opdef.flags_dest) if has_values else None
     if print_cmd:
         op = runner.op_data(opdef, launcher, script_in_run=True)
         click.echo(" ".join(shlex.quote(a) for a in runner.command(op, flag_vals)))
