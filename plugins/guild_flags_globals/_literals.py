@@ -23,7 +23,11 @@ run's start-up.
 from __future__ import annotations
 
 import ast
-from typing import Any
+# typing costs milliseconds at every run's start-up; annotations are
+# strings here, so it is only needed by type checkers.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 NOT_LITERAL = object()
 

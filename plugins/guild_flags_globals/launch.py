@@ -44,7 +44,11 @@ import ast
 import os
 import sys
 import types
-from typing import Any, NoReturn
+# typing costs milliseconds at every run's start-up; annotations are
+# strings here, so it is only needed by type checkers.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 from guild_flags_globals import _literals
 
