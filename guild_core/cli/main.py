@@ -78,10 +78,18 @@ class GuildGroup(click.Group):
             ctx.exit(1)
 
 
-@click.group(cls=GuildGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=GuildGroup,
+    lazy=COMMANDS,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, "--version", prog_name="guild", message="%(prog)s %(version)s")
-def guild():
+@click.pass_context
+def guild(ctx):
     """Guild: track, compare and reproduce machine-learning runs."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 def main() -> None:
