@@ -200,58 +200,80 @@ def create_run(
     tmp = runs_root / f".tmp-{run_id}"
     final = runs_root / run_id
     try:
-        tmp_run = Run(run_id, tmp)
-        tmp_run.guild_path("attrs").mkdir(parents=True)
-        files = sourcecodelib.select_files(opdef.project_dir, opdef.sourcecode, warn)
-        script_in_run = bool(
-            opdef.script
-            and opdef.sourcecode.dest in (".", "")
-            and _rel(opdef.script, opdef.project_dir) in files
+        tmp_run = assemble(
+            tmp, Run(run_id, final), opdef, flags, user_flags, launcher,
+            label=label, tags=tags, run_params=run_params, warn=warn,
         )
-        op = op_data(opdef, launcher, script_in_run)
-        digest = sourcecodelib.copy_files(opdef.project_dir, opdef.sourcecode, files, tmp)
-        # Attributes name the final directory, so write them knowing it.
-        run = Run(run_id, final)
-        def write(name, val):
-            tmp_run.write_attr(name, val, atomic=False)
-
-        write("id", run_id)
-        write("initialized", util.now_micros())
-        write("op", op)
-        write("flags", flags)
-        write("user_flags", user_flags)
-        write("cmd", command(op, flags))
-        write("env", run_env(run, op, flags))
-        run_label = label if label is not None else default_label(opdef.label, flags)
-        if run_label:
-            write("label", run_label)
-        if tags:
-            write("tags", list(tags))
-        write("sourcecode_digest", digest)
-        write("random_seed", int.from_bytes(os.urandom(4), "big"))
-        write("host", util.hostname())
-        write("user", _user())
-        write("platform", _platform())
-        write("run_params", run_params or {})
-        write("deps", {})
-        tmp_run.write_opref(opdef.opref)
         if staged:
-            write("started", util.now_micros())
-            _write_staged_env(tmp_run, run_env(run, op, flags))
+            tmp_run.write_attr("started", util.now_micros(), atomic=False)
+            _write_staged_env(tmp_run, tmp_run.get("env"))
             (tmp_run.guild_path("STAGED")).touch()
         else:
             # Until its process starts, a run is pending, not "error".
             (tmp_run.guild_path("PENDING")).touch()
         os.rename(tmp, final)
-        # What was just written need not be read back (and YAML-decoded)
-        # to start the run.
-        run._cache.update(tmp_run._cache)
     except BaseException:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    run = Run(run_id, final)
+    # What was just written need not be read back (and YAML-decoded)
+    # to start the run.
+    run._cache.update(tmp_run._cache)
     return run
+
+
+def assemble(
+    path: Path,
+    run: Run,
+    opdef: OpDef,
+    flags: dict[str, Any],
+    user_flags: dict[str, Any],
+    launcher: str | None,
+    *,
+    label: str | None = None,
+    tags: list[str] | None = None,
+    run_params: dict[str, Any] | None = None,
+    warn: Callable[[str], None] = sourcecodelib.warn_stderr,
+) -> Run:
+    """Write a run's files into `path`, for `run` (which names the final
+    directory the attributes refer to). Returns the run at `path`."""
+    tmp_run = Run(run.id, path)
+    tmp_run.guild_path("attrs").mkdir(parents=True)
+    files = sourcecodelib.select_files(opdef.project_dir, opdef.sourcecode, warn)
+    script_in_run = bool(
+        opdef.script
+        and opdef.sourcecode.dest in (".", "")
+        and _rel(opdef.script, opdef.project_dir) in files
+    )
+    op = op_data(opdef, launcher, script_in_run)
+    digest = sourcecodelib.copy_files(opdef.project_dir, opdef.sourcecode, files, path)
+
+    def write(name, val):
+        tmp_run.write_attr(name, val, atomic=False)
+
+    write("id", run.id)
+    write("initialized", util.now_micros())
+    write("op", op)
+    write("flags", flags)
+    write("user_flags", user_flags)
+    write("cmd", command(op, flags))
+    write("env", run_env(run, op, flags))
+    run_label = label if label is not None else default_label(opdef.label, flags)
+    if run_label:
+        write("label", run_label)
+    if tags:
+        write("tags", list(tags))
+    write("sourcecode_digest", digest)
+    write("random_seed", int.from_bytes(os.urandom(4), "big"))
+    write("host", util.hostname())
+    write("user", _user())
+    write("platform", _platform())
+    write("run_params", run_params or {})
+    write("deps", {})
+    tmp_run.write_opref(opdef.opref)
+    return tmp_run
 
 
 def _rel(path: Path, root: Path) -> str:
