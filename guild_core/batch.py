@@ -28,3 +28,274 @@ class BatchContext:
     objective: str = "loss"
     minimize: bool = True
     max_trials: int = 20
+
+
+# ---------------------------------------------------------------------
+# The batch driver
+# ---------------------------------------------------------------------
+
+import itertools
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Callable
+
+from . import home, util
+from .errors import GuildError
+from .flags import encode_value
+from .run import OpRef, Run, new_run_id
+
+BATCH_OPREF_TYPE = "builtin"
+
+
+def batch_names(user_flags: dict[str, Any], flagdefs: dict[str, FlagDef]) -> list[str]:
+    """Flags whose values may make a batch: only values the user gave,
+    and not those of a list-valued flag (one whose default is a list)."""
+    return [
+        n for n in user_flags
+        if not (n in flagdefs and isinstance(flagdefs[n].default, list))
+    ]
+
+
+def space_of(flags: dict[str, Any], user_flags: dict[str, Any], flagdefs: dict[str, FlagDef]) -> dict[str, Any]:
+    """Flag values with sequences expanded and search functions parsed."""
+    from . import flagfuncs
+
+    space = dict(flags)
+    for name in batch_names(user_flags, flagdefs):
+        space[name] = flagfuncs.expand(flags[name])
+    return space
+
+
+def is_search(val: Any) -> bool:
+    return isinstance(val, tuple)
+
+
+def needs_batch(space: dict[str, Any], user_flags: dict[str, Any]) -> bool:
+    return any(isinstance(space[n], (list, tuple)) for n in user_flags)
+
+
+def grid_trials(space: dict[str, Any], user_flags: dict[str, Any], max_trials: int | None, seed: int) -> list[dict[str, Any]]:
+    """Every combination of the value lists, flags in name order with the
+    first varying slowest; `max_trials` keeps a seeded subset, in order."""
+    names = sorted(space)
+    axes = [
+        space[n] if n in user_flags and isinstance(space[n], list) else [space[n]]
+        for n in names
+    ]
+    trials = [dict(zip(names, combo)) for combo in itertools.product(*axes)]
+    if max_trials is not None and max_trials < len(trials):
+        keep = sorted(random.Random(seed).sample(range(len(trials)), max_trials))
+        trials = [trials[i] for i in keep]
+    return trials
+
+
+def format_trial(flags: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={encode_value(val)}" for name, val in sorted(flags.items()))
+
+
+def trials_table(trials: list[dict[str, Any]]) -> list[str]:
+    names = sorted({n for t in trials for n in t})
+    rows = [["#", *names]]
+    for i, t in enumerate(trials, 1):
+        rows.append([str(i), *(encode_value(t[n]) if n in t else "" for n in names)])
+    return util.table(rows)
+
+
+def create_batch(
+    opdef,
+    base_flags: dict[str, Any],
+    user_flags: dict[str, Any],
+    launcher: str | None,
+    *,
+    optimizer: str | None,
+    opt_flags: dict[str, Any],
+    max_trials: int | None,
+    seed: int,
+    objective: str | None,
+    run_params: dict[str, Any],
+    staged: bool = False,
+) -> Run:
+    """Create the batch run, whole: its attributes and its prototype
+    (``.guild/proto``, the trial operation with the batch's flags)."""
+    from . import __version__, runner
+
+    runs_root = home.runs_dir()
+    runs_root.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id()
+    tmp = runs_root / f".tmp-{run_id}"
+    final = runs_root / run_id
+    try:
+        batch = Run(run_id, tmp)
+        batch.guild_path("attrs").mkdir(parents=True)
+        runner.assemble(
+            tmp / ".guild" / "proto", Run(run_id, final / ".guild" / "proto"),
+            opdef, base_flags, user_flags, launcher,
+        )
+
+        def write(name, val):
+            batch.write_attr(name, val, atomic=False)
+
+        write("id", run_id)
+        write("initialized", util.now_micros())
+        write("flags", opt_flags)
+        write("user_flags", {})
+        write("random_seed", seed)
+        write("max_trials", max_trials)
+        if objective:
+            write("objective", objective)
+        write("run_params", run_params)
+        write("host", util.hostname())
+        write("op", {"op-cmd": {"cmd-args": []}, "optimizer": optimizer})
+        write("deps", {})
+        batch.write_opref(OpRef(BATCH_OPREF_TYPE, "guild", __version__, "", optimizer or "+"))
+        marker = "STAGED" if staged else "PENDING"
+        if staged:
+            write("started", util.now_micros())
+        batch.guild_path(marker).touch()
+        os.rename(tmp, final)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Run(run_id, final)
+
+
+def trial_links(batch: Run) -> dict[str, Run]:
+    """The batch's trials, by id, from its links. Links to deleted runs
+    are removed: those trials are created again when needed."""
+    trials = {}
+    try:
+        names = os.listdir(batch.path)
+    except OSError:
+        return trials
+    for name in names:
+        link = batch.path / name
+        if not link.is_symlink():
+            continue
+        target = home.runs_dir() / name
+        if target.is_dir():
+            trials[name] = Run(name, target)
+        else:
+            link.unlink()
+    return trials
+
+
+def _link(batch: Run, trial: Run) -> None:
+    link = batch.path / trial.id
+    if not link.is_symlink():
+        os.symlink(os.path.join("..", trial.id), link)
+
+
+def _key(flags: dict[str, Any]) -> str:
+    return format_trial(flags)
+
+
+class Driver:
+    """Runs a batch: creates or reuses trial runs and starts them.
+
+    `make_trial(flags)` creates a trial run of the operation; `start(run)`
+    runs it and returns its exit status.
+    """
+
+    def __init__(
+        self,
+        batch: Run,
+        op_name: str,
+        make_trial: Callable[[dict[str, Any], bool], Run],
+        start: Callable[[Run], int],
+        *,
+        needed: bool = False,
+        init_only: bool = False,
+        stage_trials: bool = False,
+        fail_on_trial_error: bool = False,
+        out=None,
+    ):
+        self.batch = batch
+        self.op_name = op_name
+        self.make_trial = make_trial
+        self.start_trial = start
+        self.needed = needed
+        self.init_only = init_only
+        self.stage_trials = stage_trials
+        self.fail_on_trial_error = fail_on_trial_error
+        self.out = out or sys.stdout
+        self.existing = {_key(r.get("flags") or {}): r for r in trial_links(batch).values()}
+        self.generated: list[dict[str, Any]] = []
+        self.failed = 0
+
+    def say(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+        with open(self.batch.guild_path("output"), "ab") as f:
+            f.write(line.encode() + b"\n")
+        with open(self.batch.guild_path("output.index"), "ab") as f:
+            f.write((util.now_micros() // 1000).to_bytes(8, "big") + b"\x00")
+
+    def begin(self) -> None:
+        b = self.batch
+        b.write_attr("started", util.now_micros())
+        b.del_attr("exit_status")
+        b.del_attr("stopped")
+        util.atomic_write(b.guild_path("LOCK"), str(os.getpid()))
+        for marker in ("PENDING", "STAGED"):
+            try:
+                b.guild_path(marker).unlink()
+            except FileNotFoundError:
+                pass
+
+    def run_trial(self, flags: dict[str, Any]) -> tuple[Run | None, int | None]:
+        """Initialize (or reuse) and run one trial; returns the run and
+        its exit status (None when it was not run)."""
+        self.generated.append(flags)
+        desc = format_trial(flags)
+        trial = self.existing.get(_key(flags))
+        if trial is not None and self.needed and trial.status == "completed":
+            return trial, None
+        if trial is None:
+            trial = self.make_trial(flags, self.stage_trials)
+            _link(self.batch, trial)
+            self.existing[_key(flags)] = trial
+        elif self.stage_trials:
+            trial.guild_path("STAGED").touch()
+        self.say(f"Initialized trial ({desc})")
+        if self.init_only or self.stage_trials:
+            if self.init_only:
+                trial.guild_path("PENDING").touch()
+            return trial, None
+        self.say(f"Running trial: {self.op_name} ({desc})")
+        status = self.start_trial(trial)
+        if status != 0:
+            self.failed += 1
+        return trial, status
+
+    def finish(self) -> int:
+        b = self.batch
+        wanted = {_key(f) for f in self.generated}
+        for key, trial in list(self.existing.items()):
+            if key in wanted:
+                continue
+            # Orphans: a pending trial no longer belongs and is deleted;
+            # any other is left as an independent run.
+            if trial.status == "pending":
+                import shutil
+
+                shutil.rmtree(trial.path, ignore_errors=True)
+                try:
+                    (b.path / trial.id).unlink()
+                except FileNotFoundError:
+                    pass
+        b.write_attr("trials", self.generated)
+        exit_status = 1 if self.failed else 0
+        b.write_attr("exit_status", exit_status)
+        b.write_attr("stopped", util.now_micros())
+        try:
+            b.guild_path("LOCK").unlink()
+        except FileNotFoundError:
+            pass
+        return exit_status
+
+    def stop_early(self, status: int | None) -> bool:
+        return bool(status) and self.fail_on_trial_error

@@ -28,17 +28,37 @@ from guild_core.cli.common import confirm, flag_detector, flags_launcher, plugin
 @click.option("--help-op", is_flag=True, help="Show the operation's help and flags and exit.")
 @click.option("--force-flags", is_flag=True, help="Accept flags the operation does not define.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not show messages from guild.")
-def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, print_cmd, help_op, force_flags, quiet):
+@click.option("-m", "--max-trials", type=int, metavar="N", help="Run at most N trials in a batch.")
+@click.option("-o", "--optimizer", metavar="NAME", help="Optimize flags with NAME (random, gp, ...).")
+@click.option("-O", "--optimize", is_flag=True, help="Optimize with the operation's default optimizer.")
+@click.option("-Fo", "--opt-flag", "opt_flags", multiple=True, metavar="NAME=VALUE", help="An optimizer flag (repeatable).")
+@click.option("--minimize", metavar="SCALAR", help="Scalar to minimize (default: loss).")
+@click.option("--maximize", metavar="SCALAR", help="Scalar to maximize.")
+@click.option("--random-seed", type=int, metavar="N", help="Seed for batch sampling.")
+@click.option("--print-trials", is_flag=True, help="Show the trials a batch would run and exit.")
+@click.option("--save-trials", metavar="PATH", help="Write the trials a batch would run to PATH (.csv, .json, .yml).")
+@click.option("--init-trials", is_flag=True, help="Create batch trials as pending runs and run none.")
+@click.option("--stage-trials", is_flag=True, help="Create batch trials as staged runs.")
+@click.option("--needed", is_flag=True, help="On a batch restart, skip trials that completed.")
+@click.option("--fail-on-trial-error", is_flag=True, help="Stop a batch at the first failed trial.")
+def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, print_cmd, help_op, force_flags, quiet, **batch_opts):
     """Run an operation.
 
     OPSPEC is an operation from guild.yml or a script path (train.py).
-    Set flags with NAME=VALUE arguments.
+    Set flags with NAME=VALUE arguments; value lists (x=[1,2]), sequences
+    (range[1:5]), search ranges (uniform[0:1]) and @FILE batch files run
+    a batch of trials.
     """
-    if opspec and "=" in opspec and not Path(opspec).exists():
+    from guild_core.cli.batch import BatchArgs
+
+    if opspec and ("=" in opspec or opspec.startswith("@")) and not Path(opspec).exists():
         flags = (opspec,) + flags
         opspec = None
+    batch_args = BatchArgs(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in batch_opts.items()})
+    batch_args.batch_files = [f[1:] for f in flags if f.startswith("@")]
+    flags = tuple(f for f in flags if not f.startswith("@"))
     if restart:
-        _restart(restart, list(flags), yes, label, tags, background, pidfile, print_cmd, force_flags, quiet)
+        _restart(restart, list(flags), yes, label, tags, background, pidfile, print_cmd, force_flags, quiet, batch_args)
         return
     if not opspec:
         raise GuildError(
@@ -58,17 +78,6 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         flag_vals, user_flags = flagslib.resolve_flag_values(opdef.flagdefs, assigns, force_flags)
     except FlagError as e:
         raise _flag_error(e, opdef.name) from None
-    # With no flag values to deliver, the script runs as it is: a launcher
-    # would only add its own start-up.
-    has_values = any(v is not None for v in flag_vals.values())
-    launcher = flags_launcher(pm, opdef.flags_dest) if has_values else None
-    if print_cmd:
-        op = runner.op_data(opdef, launcher, script_in_run=True)
-        click.echo(" ".join(shlex.quote(a) for a in runner.command(op, flag_vals)))
-        return
-    action = "stage" if stage else "run"
-    if not yes and not confirm(_preview(f"You are about to {action} {opdef.name}", flag_vals)):
-        sys.exit(1)
     run_params = {
         "opspec": opspec,
         "flags": list(flags),
@@ -80,6 +89,22 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         "yes": yes,
         "quiet": quiet,
     }
+    if batch_args.wants_batch() or _is_batch(flag_vals, user_flags, opdef.flagdefs):
+        from guild_core.cli.batch import run_batch
+
+        run_batch(opdef, flag_vals, user_flags, batch_args, yes=yes, stage=stage, quiet=quiet, run_params=run_params)
+        return
+    # With no flag values to deliver, the script runs as it is: a launcher
+    # would only add its own start-up.
+    has_values = any(v is not None for v in flag_vals.values())
+    launcher = flags_launcher(pm, opdef.flags_dest) if has_values else None
+    if print_cmd:
+        op = runner.op_data(opdef, launcher, script_in_run=True)
+        click.echo(" ".join(shlex.quote(a) for a in runner.command(op, flag_vals)))
+        return
+    action = "stage" if stage else "run"
+    if not yes and not confirm(_preview(f"You are about to {action} {opdef.name}", flag_vals)):
+        sys.exit(1)
     new_run = runner.create_run(
         opdef, flag_vals, user_flags, launcher,
         label=label, tags=list(tags), run_params=run_params, staged=stage,
@@ -90,6 +115,16 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
             click.echo(f"To start the operation, use 'guild run --start {new_run.id}'")
         return
     _start(new_run, opdef.name, background, pidfile, quiet)
+
+
+def _is_batch(flag_vals, user_flags, flagdefs) -> bool:
+    from guild_core import flagfuncs
+    from guild_core.batch import batch_names
+
+    return any(
+        isinstance(flag_vals[n], list) or flagfuncs.is_function(flag_vals[n])
+        for n in batch_names(user_flags, flagdefs)
+    )
 
 
 def _start(run, op_name, background, pidfile, quiet):
@@ -110,13 +145,16 @@ def _start(run, op_name, background, pidfile, quiet):
         sys.exit(exit_status if exit_status > 0 else 128 - exit_status)
 
 
-def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, force_flags, quiet):
+def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, force_flags, quiet, batch_args):
     from guild_core import runner, select
     from guild_core.opdef import _typed
 
     run = select.select_one(select.all_runs(), spec)
     if run.status == "running":
         raise GuildError(f"run {run.id} is still running", hint="Stop it first with 'guild stop'.")
+    if run.batch_proto is not None:
+        _restart_batch(run, flags, yes, force_flags, quiet, batch_args)
+        return
     op = run.get("op")
     if not op:
         raise GuildError(f"cannot restart run {run.id}: it has no operation definition")
@@ -186,3 +224,43 @@ def _help_op(opdef) -> str:
     for name, desc in rows:
         lines.append(f"  {name.ljust(width)}  {desc}".rstrip())
     return "\n".join(lines)
+
+
+def _restart_batch(batch, flags, yes, force_flags, quiet, batch_args):
+    """Regenerate a batch's trials with its own seed and last flags (new
+    values override and are remembered), reusing matching trials."""
+    from guild_core import opdef as opdeflib
+    from guild_core.cli.batch import run_batch
+
+    proto = batch.batch_proto
+    opref = proto.opref
+    project = Path(opref.project_dir or ".")
+    opdef = opdeflib.resolve(opref.op_name, project, flag_detector(plugin_manager()))
+    prev_flags = proto.get("flags") or {}
+    prev_user = proto.get("user_flags") or {}
+    try:
+        assigns = flagslib.parse_assigns(flags)
+        base = {n: flagslib.encode_value(v) if not isinstance(v, str) else v for n, v in prev_user.items()}
+        base.update(assigns)
+        flag_vals, user_flags = flagslib.resolve_flag_values(opdef.flagdefs, base, force_flags)
+    except FlagError as e:
+        raise _flag_error(e, opdef.name) from None
+    for name, val in prev_flags.items():
+        if name not in user_flags and name not in opdef.flagdefs:
+            flag_vals[name] = val
+    proto.write_attr("flags", flag_vals)
+    proto.write_attr("user_flags", user_flags)
+    op = batch.get("op") or {}
+    batch_args.optimizer = batch_args.optimizer or op.get("optimizer")
+    if batch_args.max_trials is None:
+        batch_args.max_trials = batch.get("max_trials")
+    batch_args.random_seed = batch.get("random_seed")
+    objective = batch.get("objective")
+    if objective and not (batch_args.minimize or batch_args.maximize):
+        if objective.startswith("-"):
+            batch_args.maximize = objective[1:]
+        else:
+            batch_args.minimize = objective
+    if not quiet:
+        click.echo(f"Restarting {batch.id}")
+    run_batch(opdef, flag_vals, user_flags, batch_args, yes=yes, stage=False, quiet=quiet, run_params=batch.get("run_params") or {}, existing=batch)
