@@ -288,6 +288,14 @@ class Driver:
                 except FileNotFoundError:
                     pass
         b.write_attr("trials", self.generated)
+        if self.init_only:
+            # Nothing ran: the batch, like its trials, is still pending.
+            b.guild_path("PENDING").touch()
+            try:
+                b.guild_path("LOCK").unlink()
+            except FileNotFoundError:
+                pass
+            return 0
         exit_status = 1 if self.failed else 0
         b.write_attr("exit_status", exit_status)
         b.write_attr("stopped", util.now_micros())
