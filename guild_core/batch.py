@@ -62,9 +62,15 @@ def space_of(flags: dict[str, Any], user_flags: dict[str, Any], flagdefs: dict[s
     """Flag values with sequences expanded and search functions parsed."""
     from . import flagfuncs
 
+    from .flags import coerce
+
     space = dict(flags)
     for name in batch_names(user_flags, flagdefs):
-        space[name] = flagfuncs.expand(flags[name])
+        val = flagfuncs.expand(flags[name])
+        if isinstance(val, list) and name in flagdefs:
+            # A sequence over an int flag gives ints, over a float flag floats.
+            val = coerce(flagdefs[name], val)
+        space[name] = val
     return space
 
 

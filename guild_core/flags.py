@@ -217,6 +217,8 @@ def _coerce_typed(flagdef: FlagDef, val: Any) -> Any:
             return float(val)
         if t == "int" and isinstance(val, int) and not isinstance(val, bool):
             return val
+        if t == "int" and isinstance(val, float) and val.is_integer():
+            return int(val)
         if t == "number" and isinstance(val, (int, float)) and not isinstance(val, bool):
             return val
         if t == "boolean" and isinstance(val, bool):

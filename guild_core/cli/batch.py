@@ -175,6 +175,9 @@ def _drive(batch, opdef, user_flags, varying, pm, args, trials, optimizer, objec
                         break
                 if interrupted or (driver.failed and args.fail_on_trial_error):
                     break
+    except KeyboardInterrupt:
+        # Between trials: the batch stops here, recorded as terminated.
+        interrupted = -2
     finally:
         exit_status = driver.finish()
     if interrupted:

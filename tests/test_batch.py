@@ -1,0 +1,127 @@
+"""Batches through the CLI: grids, sequences, failures, staging, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from guild_core.run import Run
+
+ECHO = """
+import argparse, sys
+p = argparse.ArgumentParser()
+p.add_argument("--x", type=float, default=1.0)
+p.add_argument("--y", type=int, default=2)
+p.add_argument("--z", default="a")
+a = p.parse_args()
+print(a.x, a.y, repr(a.z))
+print("loss: %f" % ((a.x - 0.3) ** 2))
+if a.z == "fail":
+    sys.exit(3)
+"""
+
+
+@pytest.fixture
+def echo(project):
+    project.write("echo.py", ECHO)
+    return project
+
+
+def all_runs(cli):
+    return json.loads(cli("runs", "--json").output)
+
+
+def no_runs(home) -> bool:
+    return not (home / "runs").exists() or not [p for p in (home / "runs").iterdir()]
+
+
+def test_grid_batch_is_a_run_with_linked_trials(cli, guild_home, echo):
+    result = cli("run", "echo.py", "x=range[0.1:0.3:0.1]", "-y")
+    assert result.exit_code == 0, result.stderr
+    runs = all_runs(cli)
+    batch = Run.for_dir(runs[-1]["run_dir"])
+    assert runs[-1]["operation"] == "echo.py+"
+    assert batch.status == "completed"
+    trials = [r for r in runs if r["operation"] == "echo.py"]
+    assert sorted(Run.for_dir(r["run_dir"]).get("flags")["x"] for r in trials) == [0.1, 0.2, 0.3]
+    for r in trials:
+        link = batch.path / r["id"]
+        assert link.is_symlink() and link.resolve() == Run.for_dir(r["run_dir"]).path.resolve()
+    assert [t["x"] for t in batch.get("trials")] == [0.1, 0.2, 0.3]
+    assert batch.get("random_seed") is not None
+    assert batch.batch_proto.get("flags")["x"] == "range[0.1:0.3:0.1]"
+
+
+def test_batch_preview(cli, guild_home, echo):
+    result = cli("run", "echo.py", "x=[1,2]", "y=linspace[0:10:3]", input="n\n")
+    assert result.output.startswith(
+        "You are about to run echo.py as a batch (6 trials)\n"
+        "  x: [1.0, 2.0]\n  y: [0, 5, 10]\n  z: a\nContinue? (Y/n) "
+    )
+    assert result.exit_code == 1
+    assert no_runs(guild_home)
+
+
+def test_failed_trial_marks_batch_error_and_batch_goes_on(cli, guild_home, echo):
+    result = cli("run", "echo.py", "z=[fail,ok]", "-y")
+    assert result.exit_code == 1
+    runs = all_runs(cli)
+    assert [r["status"] for r in runs] == ["completed", "error", "error"]
+    assert runs[-1]["operation"] == "echo.py+"
+
+
+def test_fail_on_trial_error_stops(cli, guild_home, echo):
+    result = cli("run", "echo.py", "z=[fail,ok]", "--fail-on-trial-error", "-y")
+    assert result.exit_code == 1
+    runs = all_runs(cli)
+    assert len(runs) == 2
+
+
+def test_stage_trials(cli, guild_home, echo):
+    result = cli("run", "echo.py", "x=[1,2]", "--stage-trials", "-y")
+    assert result.exit_code == 0, result.stderr
+    statuses = [r["status"] for r in all_runs(cli) if r["operation"] == "echo.py"]
+    assert statuses == ["staged", "staged"]
+    trial = [r for r in all_runs(cli) if r["operation"] == "echo.py"][0]
+    assert cli("run", "--start", trial["id"], "-y").exit_code == 0
+    assert Run.for_dir(trial["run_dir"]).status == "completed"
+
+
+def test_stage_batch(cli, guild_home, echo):
+    result = cli("run", "echo.py", "x=[1,2]", "--stage", "-y")
+    batch = all_runs(cli)[0]
+    assert result.output.splitlines()[0] == f"echo.py+ staged as {batch['id']}"
+    assert batch["status"] == "staged"
+    started = cli("run", "--start", batch["id"], "-y")
+    assert started.exit_code == 0, started.stderr
+    assert [r["status"] for r in all_runs(cli)] == ["completed"] * 3
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("x=range[1:5:0]", "guild: invalid range[1:5:0]: the step never reaches STOP"),
+        ("x=uniform[1:0]", "guild: invalid uniform[1:0]: low must be less than high"),
+        ("x=loguniform[0:1]", "guild: invalid loguniform[0:1]: loguniform bounds must be greater than 0"),
+        ("x=nosuch[1:2]", "guild: unknown flag function 'nosuch' in nosuch[1:2]"),
+    ],
+)
+def test_bad_flag_functions(cli, guild_home, echo, flag, message):
+    result = cli("run", "echo.py", flag, "-y")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == message
+    assert no_runs(guild_home)
+
+
+def test_unknown_optimizer(cli, guild_home, echo):
+    result = cli("run", "echo.py", "x=[1,2]", "--optimizer", "nope", "-y")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("guild: unknown optimizer 'nope'")
+    assert no_runs(guild_home)
+
+
+def test_opt_flag_without_optimizer(cli, guild_home, echo):
+    result = cli("run", "echo.py", "x=[1,2]", "-Fo", "a=1", "-y")
+    assert result.exit_code == 1
+    assert result.stderr == "guild: invalid optimizer flag a=1: no optimizer specified\n"
