@@ -125,3 +125,62 @@ def test_opt_flag_without_optimizer(cli, guild_home, echo):
     result = cli("run", "echo.py", "x=[1,2]", "-Fo", "a=1", "-y")
     assert result.exit_code == 1
     assert result.stderr == "guild: invalid optimizer flag a=1: no optimizer specified\n"
+
+
+def test_third_party_optimizer_without_touching_core(guild_home, tmp_path, project):
+    """An optimizer from an installed plugin runs a batch; --help-op shows it."""
+    import subprocess
+    import sys
+
+    from test_plugins import guild_sub, make_dist
+
+    site = tmp_path / "site"
+    make_dist(
+        site,
+        "guild_test_opt",
+        """
+        from guild_core.hookspecs import hookimpl
+        from guild_core.flagdefs import FlagDef
+
+        class Ladder:
+            def __init__(self, ctx):
+                self.ctx = ctx
+                self.seen = []
+                self.step = ctx.opt_flags["step"]
+
+            def propose(self, n):
+                if len(self.seen) >= self.ctx.max_trials:
+                    return []
+                x = len(self.seen) * self.step
+                return [{"x": x}]
+
+            def observe(self, flags, objective):
+                self.seen.append((flags["x"], objective))
+
+        @hookimpl
+        def guild_register_optimizers(register):
+            register("ladder", Ladder, aliases=["steps"], default_max_trials=3,
+                     flags={"step": FlagDef("step", type="float", default=0.5, description="Step size")},
+                     description="Climb x in fixed steps")
+        """,
+    )
+    project.write("echo.py", ECHO)
+    help_op = guild_sub(["run", "ladder", "--help-op"], site=site, cwd=project.path)
+    assert "  step  Step size (default is 0.5)" in help_op.stdout, help_op.stderr
+    ran = guild_sub(["run", "echo.py", "--optimizer", "steps", "-Fo", "step=0.25", "-y"], site=site, cwd=project.path)
+    assert ran.returncode == 0, ran.stderr
+    assert [l for l in ran.stdout.splitlines() if l.startswith("Running trial")] == [
+        "Running trial: echo.py (x=0.0, y=2, z=a)",
+        "Running trial: echo.py (x=0.25, y=2, z=a)",
+        "Running trial: echo.py (x=0.5, y=2, z=a)",
+    ]
+    listed = guild_sub(["runs", "--json"], site=site, cwd=project.path)
+    ops = [r["operation"] for r in json.loads(listed.stdout)]
+    assert ops[-1] == "echo.py+ladder"
+    bad = guild_sub(["run", "echo.py", "--optimizer", "ladder", "-Fo", "stp=1", "-y"], site=site, cwd=project.path)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("guild: unsupported flag 'stp' for optimizer ladder")
+    ill = guild_sub(["run", "echo.py", "--optimizer", "ladder", "-Fo", "step=big", "-y"], site=site, cwd=project.path)
+    assert ill.returncode == 1
+    assert ill.stderr.startswith("guild: invalid value big for step: expected a number")
+    assert len(json.loads(guild_sub(["runs", "--json"], site=site, cwd=project.path).stdout)) == 4

@@ -69,6 +69,11 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
     from guild_core import runner
 
     pm = plugin_manager()
+    if help_op and not Path(opspec).exists():
+        optimizer_help = _help_optimizer(pm, opspec)
+        if optimizer_help:
+            click.echo(optimizer_help)
+            return
     opdef = opdeflib.resolve(opspec, Path.cwd(), flag_detector(pm))
     if help_op:
         click.echo(_help_op(opdef))
@@ -199,17 +204,41 @@ def _preview(header: str, flag_vals: dict) -> str:
     return "\n".join(lines) + "\n" + "Continue?"
 
 
+def _help_optimizer(pm, name: str) -> str | None:
+    """``guild run gp --help-op``: an optimizer's flags."""
+    from guild_core.opdef import find_guildfile, load_guildfile
+    from guild_core.registry import Registry
+
+    gf = find_guildfile(Path.cwd())
+    if gf is not None and name in load_guildfile(gf):
+        return None
+    entry = Registry(pm).optimizers().get(name)
+    if entry is None:
+        return None
+    lines = [f"Usage: guild run [OPTIONS] --optimizer {entry.name} -Fo FLAG=VALUE...", ""]
+    if entry.description:
+        lines += [entry.description, ""]
+    if entry.aliases:
+        lines += [f"Aliases: {', '.join(entry.aliases)}", ""]
+    lines.append(f"Default max trials: {entry.default_max_trials}")
+    lines.append("")
+    return "\n".join(lines + _flags_help(entry.flags, "Flags (set with -Fo NAME=VALUE):"))
+
+
 def _help_op(opdef) -> str:
     lines = [f"Usage: guild run [OPTIONS] {opdef.name} [FLAG]...", ""]
     if opdef.description:
         lines += [opdef.description, ""]
     lines += ["Use 'guild run --help' for a list of options.", ""]
-    if not opdef.flagdefs:
-        lines.append("This operation has no flags.")
-        return "\n".join(lines)
-    lines.append("Flags:")
+    return "\n".join(lines + _flags_help(opdef.flagdefs, "Flags:"))
+
+
+def _flags_help(flagdefs, title: str) -> list[str]:
+    if not flagdefs:
+        return ["This operation has no flags."]
+    lines = [title]
     rows = []
-    for name, fd in sorted(opdef.flagdefs.items()):
+    for name, fd in sorted(flagdefs.items()):
         desc = (fd.description or "").strip().split("\n")[0]
         notes = []
         if fd.required:
@@ -223,7 +252,7 @@ def _help_op(opdef) -> str:
     width = max(len(n) for n, _ in rows)
     for name, desc in rows:
         lines.append(f"  {name.ljust(width)}  {desc}".rstrip())
-    return "\n".join(lines)
+    return lines
 
 
 def _restart_batch(batch, flags, yes, force_flags, quiet, batch_args):
