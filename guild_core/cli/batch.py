@@ -145,6 +145,8 @@ def _drive(batch, opdef, user_flags, varying, pm, args, trials, optimizer, objec
         fail_on_trial_error=args.fail_on_trial_error,
     )
     driver.begin()
+    if optimizer is not None:
+        _warm_start(optimizer, batch, opdef, varying, space, objective)
     interrupted = None
     try:
         if optimizer is None:
@@ -184,6 +186,44 @@ def _drive(batch, opdef, user_flags, varying, pm, args, trials, optimizer, objec
         batch.write_attr("exit_status", interrupted)
         return interrupted
     return exit_status
+
+
+def _warm_start(optimizer, batch, opdef, varying, space, objective) -> None:
+    """Tell the optimizer about earlier runs, as its ``prev-trials`` flag
+    says: this batch's trials, runs of the same operation and source
+    code, or all runs of the operation."""
+    mode = (batch.get("flags") or {}).get("prev-trials")
+    if not mode:
+        return
+    from guild_core import select
+
+    if mode == "batch":
+        candidates = list(batchlib.trial_links(batch).values())
+    else:
+        candidates = [
+            r for r in select.all_runs()
+            if r.opref == opdef.opref and r.id != batch.id and not r.batch_proto
+        ]
+        if mode == "sourcecode":
+            digest = batch.batch_proto.get("sourcecode_digest")
+            candidates = [r for r in candidates if r.get("sourcecode_digest") == digest]
+    for run in candidates:
+        if run.status != "completed":
+            continue
+        flags = run.get("flags") or {}
+        point = {n: flags.get(n) for n in varying}
+        value = _objective_value(run, objective)
+        if value is not None and all(_in_space(point[n], space[n]) for n in varying):
+            optimizer.observe(point, value)
+
+
+def _in_space(val, dim) -> bool:
+    if isinstance(dim, tuple):
+        _name, (low, high) = dim
+        return isinstance(val, (int, float)) and not isinstance(val, bool) and low <= val <= high
+    if isinstance(dim, list):
+        return val in dim
+    return val == dim
 
 
 def _objective_value(trial, objective: str) -> float | None:
