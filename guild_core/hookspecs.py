@@ -175,6 +175,18 @@ class BatchFileError(Exception):
         super().__init__(f"{where}: {msg}")
 
 
+class BatchRows(list):
+    """What a batch-file reader may return instead of a plain list when a
+    trial's position is not its row number (a CSV file counts its header
+    and blank lines): `rows` holds the row number of each trial, so errors
+    the core finds later (an unknown flag, a value of the wrong type) name
+    the row the user sees."""
+
+    def __init__(self, trials=(), rows=()):
+        super().__init__(trials)
+        self.rows = list(rows)
+
+
 class RegisterBatchFormat(Protocol):
     def __call__(
         self,

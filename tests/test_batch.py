@@ -184,3 +184,69 @@ def test_third_party_optimizer_without_touching_core(guild_home, tmp_path, proje
     assert ill.returncode == 1
     assert ill.stderr.startswith("guild: invalid value big for step: expected a number")
     assert len(json.loads(guild_sub(["runs", "--json"], site=site, cwd=project.path).stdout)) == 4
+
+
+def trial_flags(cli):
+    runs = [r for r in all_runs(cli) if r["operation"] == "echo.py"]
+    return sorted(
+        (Run.for_dir(r["run_dir"]).get("flags")["x"], Run.for_dir(r["run_dir"]).get("flags")["y"])
+        for r in runs
+    )
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("trials.csv", "x,y\n0.1,3\n\n0.2,4\n"),
+        ("trials.json", '[{"x": 0.1, "y": 3}, {"x": 0.2, "y": 4}]'),
+        ("trials.yml", "- x: 0.1\n  y: 3\n- x: 0.2\n  y: 4\n"),
+    ],
+)
+def test_batch_files(cli, guild_home, echo, name, text):
+    echo.write(name, text)
+    result = cli("run", "echo.py", f"@{name}", "z=b", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert trial_flags(cli) == [(0.1, 3), (0.2, 4)]
+    assert all(
+        Run.for_dir(r["run_dir"]).get("flags")["z"] == "b"
+        for r in all_runs(cli) if r["operation"] == "echo.py"
+    )
+    assert all_runs(cli)[-1]["operation"] == "echo.py+"
+
+
+def test_several_batch_files(cli, guild_home, echo):
+    echo.write("a.csv", "x\n0.5\n")
+    echo.write("b.json", '[{"x": 0.7}]')
+    assert cli("run", "echo.py", "@a.csv", "@b.json", "-y").exit_code == 0
+    assert trial_flags(cli) == [(0.5, 2), (0.7, 2)]
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("bad.csv", "x,y\n0.1,3\n0.2,4,5\n", "guild: bad.csv, row 3: expected 2 values, got 3"),
+        ("bad.csv", 'x,y\n"0.1,3\n', "guild: bad.csv, row 2: unterminated quote"),
+        ("bad.csv", "x,nope\n0.1,3\n", "guild: bad.csv, row 2: unsupported flag 'nope'"),
+        ("bad.csv", "x,y\n\n0.1,zz\n", "guild: bad.csv, row 3: invalid value zz for y: expected an integer"),
+        ("bad.json", '{"x": 1}', "guild: bad.json: expected a list of objects, got dict"),
+        ("bad.json", '[{"x": 1}, [2]]', "guild: bad.json, row 2: expected an object, got list"),
+        ("bad.yml", "- x: abc\n", "guild: bad.yml, row 1: invalid value abc for x: expected a number"),
+        ("bad.txt", "x\n1\n", "guild: bad.txt: unsupported batch file extension '.txt'"),
+    ],
+)
+def test_bad_batch_files(cli, guild_home, echo, name, text, message):
+    echo.write(name, text)
+    result = cli("run", "echo.py", f"@{name}", "-y")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0].startswith(message), result.stderr
+    assert no_runs(guild_home)
+
+
+@pytest.mark.parametrize("name", ["saved.csv", "saved.json", "saved.yaml"])
+def test_save_trials_round_trip(cli, guild_home, echo, name):
+    result = cli("run", "echo.py", "x=[0.1,0.2]", "y=[3,4]", "--save-trials", name)
+    assert result.exit_code == 0, result.stderr
+    assert result.output == f"Saving trials to {name}\n"
+    assert no_runs(guild_home)
+    assert cli("run", "echo.py", f"@{name}", "-y").exit_code == 0
+    assert trial_flags(cli) == [(0.1, 3), (0.1, 4), (0.2, 3), (0.2, 4)]

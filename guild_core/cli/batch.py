@@ -278,23 +278,19 @@ def _read_batch_files(reg, opdef, paths: list[str]) -> list[dict[str, Any]]:
             file_rows = fmt.read(Path(path))
         except BatchFileError as e:
             raise GuildError(str(e)) from None
-        for i, row in enumerate(file_rows, 1):
+        numbers = getattr(file_rows, "rows", None) or range(1, len(file_rows) + 1)
+        for row_no, row in zip(numbers, file_rows):
             typed = {}
             for name, val in row.items():
                 fd = opdef.flagdefs.get(name)
                 if fd is None:
-                    raise GuildError(f"{path}, row {_row_no(fmt, i)}: unsupported flag '{name}'")
+                    raise GuildError(f"{path}, row {row_no}: unsupported flag '{name}'")
                 try:
                     typed[name] = flagslib.coerce(fd, val)
                 except FlagError as e:
-                    raise GuildError(f"{path}, row {_row_no(fmt, i)}: {e}") from None
+                    raise GuildError(f"{path}, row {row_no}: {e}") from None
             rows.append(typed)
     return rows
-
-
-def _row_no(fmt, i: int) -> int:
-    # CSV rows count the header line.
-    return i + 1 if ".csv" in fmt.extensions else i
 
 
 def _save_trials(reg, path: str, trials) -> None:
