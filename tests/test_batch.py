@@ -250,3 +250,37 @@ def test_save_trials_round_trip(cli, guild_home, echo, name):
     assert no_runs(guild_home)
     assert cli("run", "echo.py", f"@{name}", "-y").exit_code == 0
     assert trial_flags(cli) == [(0.1, 3), (0.1, 4), (0.2, 3), (0.2, 4)]
+
+
+def test_blocking_gp_leaves_grid_and_random(guild_home, project):
+    from test_plugins import guild_sub
+
+    project.write("echo.py", ECHO)
+    off = {"GUILD_DISABLE_PLUGINS": "gp"}
+    gp = guild_sub(["run", "echo.py", "x=uniform[0:1]", "--optimizer", "gp", "-y"], env=off, cwd=project.path)
+    assert gp.returncode == 1
+    assert gp.stderr.startswith("guild: unknown optimizer 'gp'")
+    grid = guild_sub(["run", "echo.py", "x=[0.1,0.2]", "-y"], env=off, cwd=project.path)
+    assert grid.returncode == 0, grid.stderr
+    rand = guild_sub(["run", "echo.py", "x=uniform[0:1]", "-m", "2", "-y"], env=off, cwd=project.path)
+    assert rand.returncode == 0, rand.stderr
+    assert rand.stdout.count("Running trial") == 2
+
+
+def test_gp_search_uses_objective(cli, guild_home, echo):
+    result = cli("run", "echo.py", "x=uniform[0.0:1.0]", "--optimizer", "bayesian", "-m", "6", "--random-seed", "3", "-y")
+    assert result.exit_code == 0, result.stderr
+    runs = all_runs(cli)
+    assert runs[-1]["operation"] == "echo.py+gp"
+    batch = Run.for_dir(runs[-1]["run_dir"])
+    assert batch.get("objective") == "loss"
+    assert batch.get("flags")["random-starts"] == 3
+    xs = [Run.for_dir(r["run_dir"]).get("flags")["x"] for r in runs if r["operation"] == "echo.py"]
+    assert len(xs) == 6 and all(isinstance(x, float) and 0 <= x <= 1 for x in xs)
+
+
+def test_trial_without_objective_is_reported(cli, guild_home, project):
+    project.write("quiet.py", "x = 0.5\nprint('no scalars here')\n")
+    result = cli("run", "quiet.py", "x=uniform[0.0:1.0]", "--optimizer", "gp", "-m", "4", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert result.output.count("did not log 'loss': the optimizer ignores it") == 4
