@@ -284,3 +284,46 @@ def test_trial_without_objective_is_reported(cli, guild_home, project):
     result = cli("run", "quiet.py", "x=uniform[0.0:1.0]", "--optimizer", "gp", "-m", "4", "-y")
     assert result.exit_code == 0, result.stderr
     assert result.output.count("did not log 'loss': the optimizer ignores it") == 4
+
+
+def test_search_over_string_flag_is_an_error(cli, guild_home, echo):
+    result = cli("run", "echo.py", "z=uniform[0:1]", "-y")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("guild: cannot use uniform[0:1] for flag 'z': flag type is string")
+    assert no_runs(guild_home)
+
+
+def test_random_batch_restart_regenerates_same_trials(cli, guild_home, echo):
+    first = cli("run", "echo.py", "x=uniform[0.0:1.0]", "-m", "3", "-y")
+    assert first.exit_code == 0, first.stderr
+    runs = all_runs(cli)
+    assert runs[-1]["operation"] == "echo.py+random"
+    ids = sorted(r["id"] for r in runs)
+    again = cli("run", "--restart", runs[-1]["id"], "-y")
+    assert again.exit_code == 0, again.stderr
+    assert sorted(r["id"] for r in all_runs(cli)) == ids
+    assert again.output.count("Running trial") == 3
+
+
+def test_random_print_trials_is_seeded(cli, guild_home, echo):
+    a = cli("run", "echo.py", "x=[0.0:1.0]", "-m", "4", "--random-seed", "7", "--print-trials")
+    b = cli("run", "echo.py", "x=[0.0:1.0]", "-m", "4", "--random-seed", "7", "--print-trials")
+    assert a.output == b.output
+    assert len(a.output.splitlines()) == 5
+    assert no_runs(guild_home)
+
+
+def test_optimize_uses_guildfile_default(cli, guild_home, echo):
+    echo.write(
+        "guild.yml",
+        """
+        op:
+          main: echo
+          flags-import: all
+          optimizers:
+            random: {}
+        """,
+    )
+    result = cli("run", "op", "x=uniform[0.0:1.0]", "--optimize", "-m", "2", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert all_runs(cli)[-1]["operation"] == "op+random"
