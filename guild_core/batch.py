@@ -44,7 +44,7 @@ from typing import Callable
 from . import home, util
 from .errors import GuildError
 from .flags import encode_value
-from .run import OpRef, Run, new_run_id
+from .run import OpRef, Run
 
 BATCH_OPREF_TYPE = "builtin"
 
@@ -127,12 +127,7 @@ def create_batch(
     (``.guild/proto``, the trial operation with the batch's flags)."""
     from . import __version__, runner
 
-    runs_root = home.runs_dir()
-    runs_root.mkdir(parents=True, exist_ok=True)
-    run_id = new_run_id()
-    tmp = runs_root / f".tmp-{run_id}"
-    final = runs_root / run_id
-    try:
+    with runner.whole_run_dir() as (run_id, tmp, final):
         batch = Run(run_id, tmp)
         batch.guild_path("attrs").mkdir(parents=True)
         runner.assemble(
@@ -156,16 +151,9 @@ def create_batch(
         write("op", {"op-cmd": {"cmd-args": []}, "optimizer": optimizer})
         write("deps", {})
         batch.write_opref(OpRef(BATCH_OPREF_TYPE, "guild", __version__, "", optimizer or "+"))
-        marker = "STAGED" if staged else "PENDING"
         if staged:
             write("started", util.now_micros())
-        batch.guild_path(marker).touch()
-        os.rename(tmp, final)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        batch.guild_path("STAGED" if staged else "PENDING").touch()
     return Run(run_id, final)
 
 

@@ -9,6 +9,7 @@ and a restart all start the same way: `start(run)`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -181,6 +182,27 @@ def default_label(template: str | None, flags: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def whole_run_dir():
+    """``(run_id, tmp, final)``: a new run directory is assembled at `tmp`,
+    a hidden name under ``runs/``, and renamed to `final` when the block
+    succeeds; on any failure it is removed, so no half run is ever
+    listed."""
+    runs_root = home.runs_dir()
+    runs_root.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id()
+    tmp = runs_root / f".tmp-{run_id}"
+    final = runs_root / run_id
+    try:
+        yield run_id, tmp, final
+        os.rename(tmp, final)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def create_run(
     opdef: OpDef,
     flags: dict[str, Any],
@@ -194,12 +216,7 @@ def create_run(
     warn: Callable[[str], None] = sourcecodelib.warn_stderr,
 ) -> Run:
     """Create a run directory, whole, under ``runs/``."""
-    runs_root = home.runs_dir()
-    runs_root.mkdir(parents=True, exist_ok=True)
-    run_id = new_run_id()
-    tmp = runs_root / f".tmp-{run_id}"
-    final = runs_root / run_id
-    try:
+    with whole_run_dir() as (run_id, tmp, final):
         tmp_run = assemble(
             tmp, Run(run_id, final), opdef, flags, user_flags, launcher,
             label=label, tags=tags, run_params=run_params, warn=warn,
@@ -211,12 +228,6 @@ def create_run(
         else:
             # Until its process starts, a run is pending, not "error".
             (tmp_run.guild_path("PENDING")).touch()
-        os.rename(tmp, final)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     run = Run(run_id, final)
     # What was just written need not be read back (and YAML-decoded)
     # to start the run.
