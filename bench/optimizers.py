@@ -5,10 +5,11 @@ real trials and prints:
 - the median (over seeds) of the best Branin value found after 20 and
   after 50 trials (the global minimum is 0.397887; target for gp: within
   0.05 after 50 trials);
-- the batch's own time per trial: the gap between one trial's stop and
-  the next one's start, which covers the optimizer's proposal, creating
-  the trial run and recording it (target: under 100 ms beyond the trial's
-  own run).
+- the batch's time per trial: the gap between one trial's stop and the
+  next one's start. For `random` (trials proposed up front) it is the
+  batch driver's own overhead: creating, linking and recording a trial
+  (target: under 100 ms beyond the trial's own run). For `gp` it adds
+  the optimizer's own time per proposal (fitting its model).
 
 Usage: python bench/optimizers.py [OPTIMIZER...] [--seeds N] [--trials N]
 """

@@ -327,3 +327,11 @@ def test_optimize_uses_guildfile_default(cli, guild_home, echo):
     result = cli("run", "op", "x=uniform[0.0:1.0]", "--optimize", "-m", "2", "-y")
     assert result.exit_code == 0, result.stderr
     assert all_runs(cli)[-1]["operation"] == "op+random"
+
+
+def test_gp_help_op_documents_its_flags(cli, guild_home, project):
+    out = cli("run", "gp", "--help-op").output
+    assert out.startswith("Usage: guild run [OPTIONS] --optimizer gp -Fo FLAG=VALUE...")
+    assert "Aliases: bayesian, gaussian" in out
+    for flag, default in [("random-starts", "3"), ("acq-func", "gp_hedge"), ("kappa", "1.96"), ("xi", "0.05"), ("noise", "gaussian"), ("prev-trials", "batch")]:
+        assert any(line.startswith(f"  {flag} ") and f"(default is {default})" in line for line in out.splitlines()), flag
