@@ -36,26 +36,17 @@ class BatchContext:
 
 import itertools
 import os
-import random
 import sys
 from pathlib import Path
 from typing import Callable
 
 from . import home, util
 from .errors import GuildError
+from .flagfuncs import batch_names
 from .flags import encode_value
 from .run import OpRef, Run
 
 BATCH_OPREF_TYPE = "builtin"
-
-
-def batch_names(user_flags: dict[str, Any], flagdefs: dict[str, FlagDef]) -> list[str]:
-    """Flags whose values may make a batch: only values the user gave,
-    and not those of a list-valued flag (one whose default is a list)."""
-    return [
-        n for n in user_flags
-        if not (n in flagdefs and isinstance(flagdefs[n].default, list))
-    ]
 
 
 def space_of(flags: dict[str, Any], user_flags: dict[str, Any], flagdefs: dict[str, FlagDef]) -> dict[str, Any]:
@@ -92,6 +83,8 @@ def grid_trials(space: dict[str, Any], user_flags: dict[str, Any], max_trials: i
     ]
     trials = [dict(zip(names, combo)) for combo in itertools.product(*axes)]
     if max_trials is not None and max_trials < len(trials):
+        import random
+
         keep = sorted(random.Random(seed).sample(range(len(trials)), max_trials))
         trials = [trials[i] for i in keep]
     return trials

@@ -13,7 +13,6 @@ is exactly 0.1, 0.2, 0.3 with no float drift.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .errors import FlagError
@@ -21,6 +20,15 @@ from .flags import FLAG_FUNCTION_P
 
 SEQUENCE_FUNCTIONS = ("range", "linspace", "logspace")
 SEARCH_FUNCTIONS = ("uniform", "loguniform")
+
+
+def batch_names(user_flags: dict[str, Any], flagdefs: dict) -> list[str]:
+    """Flags whose values may make a batch: only values the user gave,
+    and not those of a list-valued flag (one whose default is a list)."""
+    return [
+        n for n in user_flags
+        if not (n in flagdefs and isinstance(flagdefs[n].default, list))
+    ]
 
 
 def parse(val: Any) -> tuple[str, list[str]] | None:
@@ -74,7 +82,9 @@ def _number(spec: str, s: str):
             raise FlagError(f"invalid {spec}: '{s}' is not a number") from None
 
 
-def _decimal(spec: str, s: str) -> Decimal:
+def _decimal(spec: str, s: str):
+    from decimal import Decimal, InvalidOperation
+
     try:
         return Decimal(s)
     except InvalidOperation:
@@ -82,6 +92,7 @@ def _decimal(spec: str, s: str) -> Decimal:
 
 
 def _sequence(spec: str, name: str, args: list[str]) -> list:
+    from decimal import Decimal
     if name == "range":
         if not 2 <= len(args) <= 3:
             raise FlagError(f"invalid {spec}: expected range[START:STOP] or range[START:STOP:STEP]")

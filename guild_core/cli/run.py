@@ -49,16 +49,16 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
     (range[1:5]), search ranges (uniform[0:1]) and @FILE batch files run
     a batch of trials.
     """
-    from guild_core.cli.batch import BatchArgs
-
     if opspec and ("=" in opspec or opspec.startswith("@")) and not Path(opspec).exists():
         flags = (opspec,) + flags
         opspec = None
-    batch_args = BatchArgs(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in batch_opts.items()})
-    batch_args.batch_files = [f[1:] for f in flags if f.startswith("@")]
+    # Plain values until a batch is certain: the batch modules stay off
+    # a single run's start-up.
+    batch_opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in batch_opts.items()}
+    batch_opts["batch_files"] = [f[1:] for f in flags if f.startswith("@")]
     flags = tuple(f for f in flags if not f.startswith("@"))
     if restart:
-        _restart(restart, list(flags), yes, label, tags, background, pidfile, print_cmd, force_flags, quiet, batch_args)
+        _restart(restart, list(flags), yes, label, tags, background, pidfile, print_cmd, force_flags, quiet, batch_opts)
         return
     if not opspec:
         raise GuildError(
@@ -94,10 +94,10 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         "yes": yes,
         "quiet": quiet,
     }
-    if batch_args.wants_batch() or _is_batch(flag_vals, user_flags, opdef.flagdefs):
-        from guild_core.cli.batch import run_batch
+    if _wants_batch(batch_opts) or _is_batch(flag_vals, user_flags, opdef.flagdefs):
+        from guild_core.cli.batch import BatchArgs, run_batch
 
-        run_batch(opdef, flag_vals, user_flags, batch_args, yes=yes, stage=stage, quiet=quiet, run_params=run_params)
+        run_batch(opdef, flag_vals, user_flags, BatchArgs(**batch_opts), yes=yes, stage=stage, quiet=quiet, run_params=run_params)
         return
     # With no flag values to deliver, the script runs as it is: a launcher
     # would only add its own start-up.
@@ -122,13 +122,19 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
     _start(new_run, opdef.name, background, pidfile, quiet)
 
 
+def _wants_batch(batch_opts) -> bool:
+    return any(
+        batch_opts.get(name)
+        for name in ("optimizer", "optimize", "batch_files", "print_trials", "init_trials", "stage_trials", "save_trials")
+    )
+
+
 def _is_batch(flag_vals, user_flags, flagdefs) -> bool:
     from guild_core import flagfuncs
-    from guild_core.batch import batch_names
 
     return any(
         isinstance(flag_vals[n], list) or flagfuncs.is_function(flag_vals[n])
-        for n in batch_names(user_flags, flagdefs)
+        for n in flagfuncs.batch_names(user_flags, flagdefs)
     )
 
 
@@ -150,7 +156,7 @@ def _start(run, op_name, background, pidfile, quiet):
         sys.exit(exit_status if exit_status > 0 else 128 - exit_status)
 
 
-def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, force_flags, quiet, batch_args):
+def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, force_flags, quiet, batch_opts):
     from guild_core import runner, select
     from guild_core.opdef import _typed
 
@@ -158,7 +164,9 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
     if run.status == "running":
         raise GuildError(f"run {run.id} is still running", hint="Stop it first with 'guild stop'.")
     if run.batch_proto is not None:
-        _restart_batch(run, flags, yes, force_flags, quiet, batch_args)
+        from guild_core.cli.batch import BatchArgs
+
+        _restart_batch(run, flags, yes, force_flags, quiet, BatchArgs(**batch_opts))
         return
     op = run.get("op")
     if not op:
