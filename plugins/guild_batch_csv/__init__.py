@@ -33,7 +33,9 @@ def read(path: Path) -> list[dict[str, Any]]:
 
     from guild_core.flags import decode_auto
 
-    text = _read_text(path)
+    from guild_core.batchfiles import read_text
+
+    text = read_text(path)
     reader = csv.reader(text.splitlines(keepends=True), strict=True)
     header: list[str] | None = None
     trials: list[dict[str, Any]] = []
@@ -64,14 +66,6 @@ def read(path: Path) -> list[dict[str, Any]]:
     if header is None:
         raise BatchFileError(path, "no header row")
     return BatchRows(trials, rows)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        # utf-8-sig: spreadsheets often start CSV files with a BOM.
-        return Path(path).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise BatchFileError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def _header(path: Path, cells: list[str], row_no: int) -> list[str]:

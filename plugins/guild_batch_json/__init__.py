@@ -25,15 +25,14 @@ def guild_register_batch_formats(register):
 def read(path: Path) -> list[dict[str, Any]]:
     import json
 
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise BatchFileError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    from guild_core.batchfiles import check_trials, read_text
+
+    text = read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise BatchFileError(path, f"invalid JSON at line {e.lineno}: {e.msg}") from None
-    return _check_trials(path, data)
+    return check_trials(path, data, "object")
 
 
 def write(path: Path, trials: list[dict[str, Any]]) -> None:
@@ -42,17 +41,3 @@ def write(path: Path, trials: list[dict[str, Any]]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(trials, f, indent=2)
         f.write("\n")
-
-
-def _check_trials(path: Path, data: Any) -> list[dict[str, Any]]:
-    if not isinstance(data, list):
-        raise BatchFileError(path, f"expected a list of objects, got {_type_name(data)}")
-    for row, item in enumerate(data, 1):
-        if not isinstance(item, dict):
-            raise BatchFileError(path, f"expected an object, got {_type_name(item)}", row=row)
-    # JSON object keys are always strings: no flag-name check needed.
-    return data
-
-
-def _type_name(val: Any) -> str:
-    return "null" if val is None else type(val).__name__

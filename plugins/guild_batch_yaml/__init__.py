@@ -25,17 +25,16 @@ def guild_register_batch_formats(register):
 def read(path: Path) -> list[dict[str, Any]]:
     import yaml
 
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise BatchFileError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    from guild_core.batchfiles import check_trials, read_text
+
+    text = read_text(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise BatchFileError(path, _yaml_error(e)) from None
     if data is None and yaml.compose(text, Loader=yaml.SafeLoader) is None:
         raise BatchFileError(path, "expected a list of mappings, got an empty file")
-    return _check_trials(path, data)
+    return check_trials(path, data, "mapping")
 
 
 def _yaml_error(e: Exception) -> str:
@@ -44,24 +43,6 @@ def _yaml_error(e: Exception) -> str:
     if mark is not None and problem:
         return f"invalid YAML at line {mark.line + 1}: {problem}"
     return f"invalid YAML: {e}"
-
-
-def _check_trials(path: Path, data: Any) -> list[dict[str, Any]]:
-    if not isinstance(data, list):
-        raise BatchFileError(path, f"expected a list of mappings, got {_type_name(data)}")
-    for row, item in enumerate(data, 1):
-        if not isinstance(item, dict):
-            raise BatchFileError(path, f"expected a mapping, got {_type_name(item)}", row=row)
-        for key in item:
-            if not isinstance(key, str):
-                raise BatchFileError(
-                    path, f"flag names must be strings, got {_type_name(key)} {key!r}", row=row
-                )
-    return data
-
-
-def _type_name(val: Any) -> str:
-    return "null" if val is None else type(val).__name__
 
 
 def write(path: Path, trials: list[dict[str, Any]]) -> None:
