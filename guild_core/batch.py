@@ -37,11 +37,9 @@ class BatchContext:
 import itertools
 import os
 import sys
-from pathlib import Path
 from typing import Callable
 
 from . import home, util
-from .errors import GuildError
 from .flagfuncs import batch_names
 from .flags import encode_value
 from .run import OpRef, Run
@@ -222,16 +220,10 @@ class Driver:
             f.write((util.now_micros() // 1000).to_bytes(8, "big") + b"\x00")
 
     def begin(self) -> None:
-        b = self.batch
-        b.write_attr("started", util.now_micros())
-        b.del_attr("exit_status")
-        b.del_attr("stopped")
-        util.atomic_write(b.guild_path("LOCK"), str(os.getpid()))
-        for marker in ("PENDING", "STAGED"):
-            try:
-                b.guild_path(marker).unlink()
-            except FileNotFoundError:
-                pass
+        self.batch.record_start()
+        # The guild process drives a batch: its pid is the batch's.
+        util.atomic_write(self.batch.guild_path("LOCK"), str(os.getpid()))
+        self.batch.clear_markers("PENDING", "STAGED")
 
     def run_trial(self, flags: dict[str, Any]) -> tuple[Run | None, int | None]:
         """Initialize (or reuse) and run one trial; returns the run and
@@ -278,18 +270,10 @@ class Driver:
         if self.init_only:
             # Nothing ran: the batch, like its trials, is still pending.
             b.guild_path("PENDING").touch()
-            try:
-                b.guild_path("LOCK").unlink()
-            except FileNotFoundError:
-                pass
+            b.clear_markers("LOCK")
             return 0
         exit_status = 1 if self.failed else 0
-        b.write_attr("exit_status", exit_status)
-        b.write_attr("stopped", util.now_micros())
-        try:
-            b.guild_path("LOCK").unlink()
-        except FileNotFoundError:
-            pass
+        b.record_end(exit_status)
         return exit_status
 
     def stop_early(self, status: int | None) -> bool:

@@ -155,6 +155,29 @@ class Run:
             pass
         self._cache.pop("attr:" + name, None)
 
+    # -- lifecycle records --------------------------------------------
+
+    def clear_markers(self, *names: str) -> None:
+        """Remove `.guild` marker files (LOCK, PENDING, STAGED, ENV)."""
+        for name in names:
+            try:
+                self.guild_path(name).unlink()
+            except FileNotFoundError:
+                pass
+
+    def record_start(self) -> None:
+        """A fresh start: the start time now and no recorded end. (The
+        caller writes LOCK once it knows the pid.)"""
+        self.del_attr("exit_status")
+        self.del_attr("stopped")
+        self.write_attr("started", util.now_micros())
+
+    def record_end(self, exit_status: int) -> None:
+        """The run has ended: its exit status, stop time, and no LOCK."""
+        self.write_attr("exit_status", exit_status)
+        self.write_attr("stopped", util.now_micros())
+        self.clear_markers("LOCK")
+
     # -- status -------------------------------------------------------
 
     @property

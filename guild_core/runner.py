@@ -393,14 +393,8 @@ def start(
     env = dict(os.environ)
     env.update({k: str(v) for k, v in (run.get("env") or {}).items()})
     util.atomic_write(run.guild_path("PENDING"), "")
-    for marker in ("STAGED", "ENV"):
-        try:
-            run.guild_path(marker).unlink()
-        except FileNotFoundError:
-            pass
-    for name in ("exit_status", "stopped"):
-        run.del_attr(name)
-    run.write_attr("started", util.now_micros())
+    run.clear_markers("STAGED", "ENV")
+    run.record_start()
     op = run.get("op") or {}
     try:
         scalars = scalarslib.OutputScalars(op.get("output-scalars"))
@@ -425,18 +419,17 @@ def start(
         )
     except OSError as e:
         restore()
-        run.guild_path("PENDING").unlink()
+        run.clear_markers("PENDING")
         output.close()
         index.close()
         writer.close()
-        run.write_attr("exit_status", 127)
-        run.write_attr("stopped", util.now_micros())
+        run.record_end(127)
         raise GuildError(f"cannot start {cmd[0]}: {e.strerror}") from None
     interrupted.proc = proc
     if interrupted.signum is not None and interrupted.signum != signal.SIGINT:
         proc.send_signal(interrupted.signum)
     util.atomic_write(run.guild_path("LOCK"), str(proc.pid))
-    run.guild_path("PENDING").unlink()
+    run.clear_markers("PENDING")
     if on_started:
         on_started(run)
 
@@ -480,12 +473,7 @@ def start(
         # The script caught the signal and exited on its own: the user
         # still stopped it.
         exit_status = -interrupted.signum
-    run.write_attr("exit_status", exit_status)
-    run.write_attr("stopped", util.now_micros())
-    try:
-        run.guild_path("LOCK").unlink()
-    except FileNotFoundError:
-        pass
+    run.record_end(exit_status)
     if on_stopped:
         on_stopped(run)
     return exit_status
@@ -558,11 +546,6 @@ def stop(run: Run, timeout: float = STOP_TIMEOUT) -> bool:
         time.sleep(0.05)
     fresh = Run(run.id, run.path)
     if fresh.get("exit_status") is None:
-        fresh.write_attr("exit_status", -int(signal.SIGTERM))
-        fresh.write_attr("stopped", util.now_micros())
-        try:
-            fresh.guild_path("LOCK").unlink()
-        except FileNotFoundError:
-            pass
+        fresh.record_end(-int(signal.SIGTERM))
     return True
 
