@@ -303,20 +303,29 @@ def guild_register_resolvers(register: RegisterResolver) -> None:
 
 
 class FilterRegistry(Protocol):
-    def value(self, name: str, fn: Callable[["Run"], Any]) -> None:
-        """Add a value name: ``fn(run)`` gives its value for a run, or
-        ``None`` when undefined. Names may contain dots
-        (``scalar:loss.min``) and ``*`` as a wildcard for one segment."""
+    def value(self, name: str, fn: Callable[..., Any]) -> None:
+        """Add a value name. ``fn(run)`` gives its value for a run, or
+        ``None`` when undefined. A name may hold ``*`` wildcards
+        (``scalar:*.min``): then ``fn(run, *parts)`` also receives the
+        text each ``*`` matched (``"loss"`` for ``scalar:loss.min``).
+        Plugin names are looked up before the run's own attributes,
+        flags and scalars, so a plugin may give ``started`` a richer
+        value; ``attr:``/``flag:``/``scalar:`` names it does not
+        register still reach the run's own."""
 
     def operator(self, symbol: str, fn: Callable[[Any, Any], bool]) -> None:
-        """Add a binary operator, written ``NAME SYMBOL VALUE``."""
+        """Add a binary operator, written ``NAME SYMBOL VALUE``: a
+        symbol (``~``) or a word (``matches``, case-insensitive).
+        ``fn(value, target)`` gets the run's value (``None`` when
+        undefined) and the literal target (str, int, float, bool or a
+        list); a TypeError or ValueError counts as no match."""
 
 
 @hookspec
 def guild_register_filter_extensions(register: FilterRegistry) -> None:
     """Add value names and operators to the filter language used by
-    ``-F/--filter`` and ``select:``. A name or operator registered twice
-    is an error naming both plugins."""
+    ``-F/--filter`` and ``select:`` (``guild_core.filterexpr``). A name
+    or operator registered twice is an error naming both plugins."""
 
 
 # ---------------------------------------------------------------------

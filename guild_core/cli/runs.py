@@ -8,8 +8,10 @@ import shlex
 
 import click
 
-from guild_core import select, util
+from guild_core import util
 from guild_core.run import Run
+
+from .runselect import filter_options, filtered_runs, selected_run
 
 RUNS_PER_GROUP = 20
 
@@ -20,31 +22,35 @@ def list_options(fn):
             click.option("-a", "--all", "all_", is_flag=True, help="Show all runs."),
             click.option("-m", "--more", count=True, help="Show 20 more runs (repeatable)."),
             click.option("-d", "--deleted", is_flag=True, help="Show deleted runs."),
+            click.option("-A", "--archive", metavar="DIR", help="Show runs in an archive directory."),
             click.option("--json", "as_json", is_flag=True, help="Show runs as JSON."),
         ]
     ):
         fn = opt(fn)
-    return fn
+    return filter_options(fn)
 
 
 @click.group(invoke_without_command=True)
 @list_options
 @click.pass_context
-def runs(ctx, all_, more, deleted, as_json):
+def runs(ctx, all_, more, deleted, archive, as_json, rf):
     """Show or manage runs. With no command, list runs."""
     if ctx.invoked_subcommand is None:
-        _list(all_, more, deleted, as_json)
+        _list(all_, more, deleted, archive, as_json, rf)
 
 
 @runs.command("list")
 @list_options
-def list_(all_, more, deleted, as_json):
-    """List runs, newest first."""
-    _list(all_, more, deleted, as_json)
+def list_(all_, more, deleted, archive, as_json, rf):
+    """List runs, newest first.
+
+    Filter options select runs as for every command that takes runs;
+    indexes in the list are positions among the filtered runs."""
+    _list(all_, more, deleted, archive, as_json, rf)
 
 
-def _list(all_, more, deleted, as_json):
-    runs_ = select.all_runs(deleted=deleted)
+def _list(all_, more, deleted, archive, as_json, rf):
+    runs_ = filtered_runs(rf, deleted=deleted, archive=archive)
     if as_json:
         click.echo(json.dumps([_list_json(run) for run in runs_]))
         return
@@ -110,10 +116,12 @@ def _list_json(run: Run) -> dict:
 @runs.command("info")
 @click.argument("run", required=False)
 @click.option("-d", "--deleted", is_flag=True, help="Show a deleted run.")
+@click.option("-A", "--archive", metavar="DIR", help="Show a run in an archive directory.")
 @click.option("--json", "as_json", is_flag=True, help="Show as JSON.")
-def info(run, deleted, as_json):
+@filter_options
+def info(run, deleted, archive, as_json, rf):
     """Show information about a run (default: the latest)."""
-    target = select.select_one(select.all_runs(deleted=deleted), run)
+    target = selected_run(rf, run, deleted=deleted, archive=archive)
     data = info_data(target)
     if as_json:
         click.echo(json.dumps(data))

@@ -1,0 +1,155 @@
+"""The run-selection options every run-taking command shares.
+
+``@filter_options`` adds the filter and status options and hands the
+command one ``rf: RunFilter``; `selected_runs` and `selected_run` apply
+it and the RUN arguments through `guild_core.select`, so every command
+selects runs the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from guild_core import select
+from guild_core.run import Run
+
+_STATUS_OPTS = [
+    ("r", "running", "Filter runs that are still running."),
+    ("c", "completed", "Filter completed runs."),
+    ("e", "error", "Filter runs that exited with an error."),
+    ("t", "terminated", "Filter runs terminated by the user."),
+    ("p", "pending", "Filter pending runs."),
+    ("s", "staged", "Filter staged runs."),
+]
+
+_FILTER_PARAMS = (
+    "filter_expr",
+    "filter_ops",
+    "filter_labels",
+    "filter_unlabeled",
+    "filter_tags",
+    "filter_comments",
+    "filter_marked",
+    "filter_unmarked",
+    "filter_started",
+    "filter_digest",
+    "status_chars",
+) + tuple(f"status_{name}" for _, name, _ in _STATUS_OPTS)
+
+
+def _check_status_chars(ctx, param, value):
+    if value:
+        for char in value:
+            if char not in "rcetps":
+                raise click.BadParameter(
+                    f"unrecognized status char '{char}' (use any of r c e t p s)",
+                    ctx=ctx,
+                    param_hint="'-S'",
+                )
+    return value
+
+
+def filter_options(fn):
+    """Add -F/-S options; the command receives them as ``rf``."""
+    opts = [
+        click.option("-F", "--filter", "filter_expr", metavar="EXPR", help="Filter runs using a filter expression."),
+        click.option("-Fo", "--operation", "filter_ops", metavar="VAL", multiple=True, help="Filter runs with operations matching VAL."),
+        click.option("-Fl", "--label", "filter_labels", metavar="VAL", multiple=True, help="Filter runs with labels matching VAL ('-' for unlabeled)."),
+        click.option("-Fu", "--unlabeled", "filter_unlabeled", is_flag=True, help="Filter runs without labels."),
+        click.option("-Ft", "--tag", "filter_tags", metavar="TAG", multiple=True, help="Filter runs with TAG."),
+        click.option("-Fc", "--comment", "filter_comments", metavar="VAL", multiple=True, help="Filter runs with comments matching VAL."),
+        click.option("-Fm", "--marked", "filter_marked", is_flag=True, help="Filter marked runs."),
+        click.option("-Fn", "--unmarked", "filter_unmarked", is_flag=True, help="Filter unmarked runs."),
+        click.option("-Fs", "--started", "filter_started", metavar="RANGE", help="Filter runs started within RANGE."),
+        click.option("-Fd", "--digest", "filter_digest", metavar="VAL", help="Filter runs with a matching source code digest."),
+    ]
+    for char, name, help_ in _STATUS_OPTS:
+        opts.append(
+            click.option(f"-S{char}", f"--{name}/--not-{name}", f"status_{name}", default=None, help=help_)
+        )
+    # `-Set` is `-S et`: several status letters at once.
+    opts.append(click.option("-S", "status_chars", hidden=True, callback=_check_status_chars))
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kw):
+        kw["rf"] = run_filter({name: kw.pop(name) for name in _FILTER_PARAMS})
+        return fn(*args, **kw)
+
+    for opt in reversed(opts):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def run_filter(params: dict) -> select.RunFilter:
+    status_in = set()
+    status_not_in = set()
+    chars = params.get("status_chars") or ""
+    for char, name, _ in _STATUS_OPTS:
+        val = params.get(f"status_{name}")
+        if val is True or char in chars:
+            status_in.add(name)
+        elif val is False:
+            status_not_in.add(name)
+    return select.RunFilter(
+        expr=params.get("filter_expr"),
+        operations=tuple(params.get("filter_ops") or ()),
+        labels=tuple(params.get("filter_labels") or ()),
+        unlabeled=bool(params.get("filter_unlabeled")),
+        tags=tuple(params.get("filter_tags") or ()),
+        comments=tuple(params.get("filter_comments") or ()),
+        marked=bool(params.get("filter_marked")),
+        unmarked=bool(params.get("filter_unmarked")),
+        started=params.get("filter_started"),
+        digest=params.get("filter_digest"),
+        status_in=frozenset(status_in),
+        status_not_in=frozenset(status_not_in),
+    )
+
+
+def extensions():
+    """The filter language's plugin extensions."""
+    from guild_core.filterexpr import Extensions
+    from guild_core.registry import Registry
+
+    from .common import plugin_manager
+
+    values, ops = Registry(plugin_manager()).filter_extensions()
+    return Extensions(
+        {name: entry.value for name, entry in values.items()},
+        {name: entry.value for name, entry in ops.items()},
+    )
+
+
+def filtered_runs(
+    rf: select.RunFilter,
+    deleted: bool = False,
+    archive: str | Path | None = None,
+) -> list[Run]:
+    runs = select.all_runs(deleted=deleted, archive=archive)
+    return select.filter_runs(runs, rf, extensions() if rf.expr else None)
+
+
+def selected_runs(
+    rf: select.RunFilter,
+    specs: tuple[str, ...] | list[str],
+    deleted: bool = False,
+    archive: str | Path | None = None,
+) -> list[Run]:
+    """Filtered runs, narrowed by RUN specs (none: all of them)."""
+    runs = filtered_runs(rf, deleted, archive)
+    if not specs:
+        return runs
+    return select.select(runs, list(specs))
+
+
+def selected_run(
+    rf: select.RunFilter,
+    spec: str | None,
+    deleted: bool = False,
+    archive: str | Path | None = None,
+) -> Run:
+    """One run: `spec`, or the newest that passes the filter."""
+    return select.select_one(filtered_runs(rf, deleted, archive), spec)
