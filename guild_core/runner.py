@@ -279,7 +279,7 @@ def assemble(
     write("sourcecode_digest", digest)
     write("random_seed", int.from_bytes(os.urandom(4), "big"))
     write("host", util.hostname())
-    write("user", _user())
+    write("user", util.username())
     write("platform", _platform())
     write("run_params", run_params or {})
     write("deps", {})
@@ -297,15 +297,6 @@ def _rel(path: Path, root: Path) -> str:
 def _write_staged_env(run: Run, env: dict[str, str]) -> None:
     lines = [f"export {name}={shlex.quote(val)}" for name, val in sorted(env.items())]
     util.atomic_write(run.guild_path("ENV"), "\n".join(lines) + "\n")
-
-
-def _user() -> str:
-    try:
-        import getpass
-
-        return getpass.getuser()
-    except Exception:
-        return ""
 
 
 def _platform() -> dict[str, Any]:

@@ -78,6 +78,16 @@ def sha1():
         return hashlib.sha1()
 
 
+def username() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:
+        # No login name (a container without a passwd entry).
+        return ""
+
+
 def hostname() -> str:
     # os.uname avoids importing socket on the run start-up path.
     if hasattr(os, "uname"):

@@ -30,7 +30,26 @@ def list_options(fn):
     return filter_options(fn)
 
 
-@click.group(invoke_without_command=True)
+# Subcommands other than list and info load on first use.
+SUBCOMMANDS = {
+    "delete": ("guild_core.cli.runs_delete", "delete", "Delete runs."),
+    "rm": ("guild_core.cli.runs_delete", "delete", "Delete runs (alias of delete)."),
+    "restore": ("guild_core.cli.runs_delete", "restore", "Restore deleted runs."),
+    "purge": ("guild_core.cli.runs_delete", "purge", "Permanently delete deleted runs."),
+    "label": ("guild_core.cli.runs_meta", "label", "Set run labels."),
+    "tag": ("guild_core.cli.runs_meta", "tag", "Add or delete run tags."),
+    "mark": ("guild_core.cli.runs_meta", "mark", "Mark runs."),
+    "comment": ("guild_core.cli.runs_meta", "comment", "Add, list or delete run comments."),
+}
+
+
+def _group_cls():
+    from .main import GuildGroup
+
+    return GuildGroup
+
+
+@click.group(invoke_without_command=True, cls=_group_cls(), lazy=SUBCOMMANDS)
 @list_options
 @click.pass_context
 def runs(ctx, all_, more, deleted, archive, as_json, rf):

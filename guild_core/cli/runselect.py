@@ -153,3 +153,29 @@ def selected_run(
 ) -> Run:
     """One run: `spec`, or the newest that passes the filter."""
     return select.select_one(filtered_runs(rf, deleted, archive), spec)
+
+
+def format_preview(runs: list[Run]) -> list[str]:
+    """Guild AI's preview rows: ``[id8]  op  started  status  label``."""
+    from guild_core import util
+
+    from .runs import op_desc
+
+    rows = [
+        [f"[{run.short_id}]", op_desc(run), util.format_timestamp(run.get("started")), run.status, run.get("label") or ""]
+        for run in runs
+    ]
+    return ["  " + line for line in util.table(rows)]
+
+
+def confirm_runs(runs: list[Run], preview: str, prompt: str, yes: bool, default: bool = True) -> None:
+    """Show the runs and ask; answering no exits 1 and changes nothing."""
+    if yes:
+        return
+    from .common import confirm
+
+    click.echo(preview, err=True)
+    for line in format_preview(runs):
+        click.echo(line, err=True)
+    if not confirm(prompt.format(count=len(runs)), default):
+        raise SystemExit(1)

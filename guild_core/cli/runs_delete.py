@@ -1,0 +1,100 @@
+"""``guild runs delete``, ``restore`` and ``purge``."""
+
+from __future__ import annotations
+
+import click
+
+from guild_core import store
+from guild_core.errors import GuildError
+
+from .runselect import confirm_runs, filter_options, selected_runs
+
+
+def _yes_option(fn):
+    return click.option("-y", "--yes", is_flag=True, help="Do not prompt.")(fn)
+
+
+@click.command("delete")
+@click.argument("runs", nargs=-1)
+@click.option("-p", "--permanent", is_flag=True, help="Delete for good: the runs cannot be restored.")
+@click.option("--force", is_flag=True, help="Stop running runs, then delete them.")
+@_yes_option
+@filter_options
+def delete(runs, permanent, force, yes, rf):
+    """Delete runs (default: all filtered runs, after asking).
+
+    Deleted runs move to the trash, where `guild runs list -d` shows them
+    and `guild runs restore` brings them back; `guild runs purge` removes
+    them for good. A running run is refused unless --force, which stops it
+    first."""
+    selected = selected_runs(rf, runs)
+    if not selected:
+        click.echo("Nothing to delete.", err=True)
+        return
+    running = [run for run in selected if run.status == "running"]
+    if running and not force:
+        ids = ", ".join(run.short_id for run in running)
+        raise GuildError(
+            f"cannot delete running run(s) {ids}",
+            "Stop them first ('guild stop') or use --force to stop and delete them.",
+        )
+    if permanent:
+        confirm_runs(
+            selected,
+            "WARNING: You are about to permanently delete the following runs:",
+            "Permanently delete {count} run(s)?",
+            yes,
+            default=False,
+        )
+    else:
+        confirm_runs(selected, "You are about to delete the following runs:", "Delete {count} run(s)?", yes)
+    if running:
+        from guild_core import runner
+
+        for run in running:
+            click.echo(f"Stopping {run.id} (pid {run.pid})", err=True)
+            runner.stop(run)
+    count = store.delete(selected, permanent)
+    click.echo(f"Deleted {count} run(s)", err=True)
+
+
+@click.command("restore")
+@click.argument("runs", nargs=-1)
+@_yes_option
+@filter_options
+def restore(runs, yes, rf):
+    """Restore deleted runs (default: all filtered deleted runs).
+
+    A run whose id is already in the runs list is refused, never
+    overwritten."""
+    selected = selected_runs(rf, runs, deleted=True)
+    if not selected:
+        click.echo("Nothing to restore.", err=True)
+        return
+    confirm_runs(selected, "You are about to restore the following runs:", "Restore {count} run(s)?", yes)
+    count = store.restore(selected)
+    click.echo(f"Restored {count} run(s)", err=True)
+
+
+@click.command("purge")
+@click.argument("runs", nargs=-1)
+@_yes_option
+@filter_options
+def purge(runs, yes, rf):
+    """Permanently delete deleted runs (default: all filtered deleted runs).
+
+    WARNING: Purged runs cannot be recovered! `guild check --space`
+    shows the space deleted runs take."""
+    selected = selected_runs(rf, runs, deleted=True)
+    if not selected:
+        click.echo("Nothing to purge.", err=True)
+        return
+    confirm_runs(
+        selected,
+        "WARNING: You are about to permanently delete the following runs:",
+        "Permanently delete {count} run(s)?",
+        yes,
+        default=False,
+    )
+    count = store.purge(selected)
+    click.echo(f"Purged {count} run(s)", err=True)

@@ -1,0 +1,254 @@
+"""``guild runs label``, ``tag``, ``mark`` and ``comment``: what a user
+writes about runs. Each changes one attribute file per run, atomically."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from guild_core import util
+from guild_core.errors import GuildError
+from guild_core.flags import encode_value, flag_label
+from guild_core.run import Run
+
+from .runselect import confirm_runs, filter_options, selected_runs
+
+_REF_P = re.compile(r"\$\{([^}]+)\}")
+
+
+def _runs_or_latest(rf, runs) -> list[Run]:
+    # With no RUN these commands apply to the latest filtered run, as in
+    # Guild AI; `:` names them all.
+    return selected_runs(rf, runs) if runs else selected_runs(rf, ())[:1]
+
+
+def _exclusive(**opts) -> None:
+    given = [name for name, val in opts.items() if val]
+    if len(given) > 1:
+        names = " and ".join(f"--{n.replace('_', '-')}" for n in given)
+        raise click.UsageError(f"{names} cannot be used together")
+
+
+# -- label -------------------------------------------------------------
+
+
+def format_label(template: str, run: Run) -> str:
+    """`template` with ``${flag}``, ``${label}`` (the current label) and
+    ``${default_label}`` (every flag as name=value) filled in."""
+    flags = run.get("flags") or {}
+
+    def repl(m):
+        name = m.group(1)
+        if name == "label":
+            return run.get("label") or ""
+        if name == "default_label":
+            return flag_label({k: v for k, v in flags.items() if v is not None})
+        if name in flags:
+            return encode_value(flags[name])
+        return ""
+
+    return _REF_P.sub(repl, template).strip()
+
+
+def _remove_parts(parts, label: str) -> str:
+    for part in parts:
+        pieces = re.split(rf"(?:^|\s){re.escape(part)}(?:$|\s)", label)
+        label = " ".join(p.strip() for p in pieces if p.strip())
+    return label
+
+
+@click.command("label")
+@click.argument("runs", nargs=-1)
+@click.option("-s", "--set", "set_", metavar="VAL", help="Set the label (may use ${flag} references).")
+@click.option("-a", "--append", metavar="VAL", help="Append VAL to the label.")
+@click.option("-p", "--prepend", metavar="VAL", help="Prepend VAL to the label.")
+@click.option("-rm", "--remove", metavar="VAL", multiple=True, help="Remove VAL, a word, from the label (repeatable).")
+@click.option("-c", "--clear", is_flag=True, help="Clear the label.")
+@click.option("-y", "--yes", is_flag=True, help="Do not prompt.")
+@filter_options
+def label(runs, set_, append, prepend, remove, clear, yes, rf):
+    """Set, change or clear run labels (default: the latest run)."""
+    _exclusive(set=set_, append=append, prepend=prepend, remove=remove, clear=clear)
+    if not any((set_, append, prepend, remove, clear)):
+        raise click.UsageError("specify one of --set, --append, --prepend, --remove or --clear")
+    selected = _runs_or_latest(rf, runs)
+    if not selected:
+        click.echo("No runs to modify.", err=True)
+        return
+    if set_:
+        preview = f"You are about to label the following runs with '{set_}':"
+    elif prepend:
+        preview = f"You are about to prepend '{prepend}' to the label of the following runs:"
+    elif append:
+        preview = f"You are about to append '{append}' to the label of the following runs:"
+    elif remove:
+        preview = f"You are about to remove '{' '.join(remove)}' from the label of the following runs:"
+    else:
+        preview = "You are about to clear the label of the following runs:"
+    confirm_runs(selected, preview, "Continue?", yes)
+    for run in selected:
+        old = run.get("label") or ""
+        if clear:
+            run.del_attr("label")
+            continue
+        if set_:
+            new = format_label(set_, run)
+        elif prepend:
+            new = f"{format_label(prepend, run)} {old}"
+        elif append:
+            new = f"{old} {format_label(append, run)}"
+        else:
+            new = _remove_parts(remove, old)
+        run.write_attr("label", new.strip())
+    if clear:
+        click.echo(f"Cleared label for {len(selected)} run(s)", err=True)
+    else:
+        click.echo(f"Labeled {len(selected)} run(s)", err=True)
+
+
+# -- tags --------------------------------------------------------------
+
+
+@click.command("tag")
+@click.argument("runs", nargs=-1)
+@click.option("-a", "--add", metavar="TAG", multiple=True, help="Add TAG (repeatable).")
+@click.option("-d", "--delete", metavar="TAG", multiple=True, help="Delete TAG (repeatable).")
+@click.option("-c", "--clear", is_flag=True, help="Delete all tags first.")
+@click.option("-s", "--sync-labels", is_flag=True, help="Update labels to show added and drop deleted tags.")
+@click.option("-y", "--yes", is_flag=True, help="Do not prompt.")
+@filter_options
+def tag(runs, add, delete, clear, sync_labels, yes, rf):
+    """Add or delete run tags (default: the latest run)."""
+    if not (add or delete or clear):
+        raise click.UsageError("specify --add, --delete or --clear")
+    selected = _runs_or_latest(rf, runs)
+    if not selected:
+        click.echo("No runs to modify.", err=True)
+        return
+    confirm_runs(selected, "You are about to modify tags for the following runs:", "Continue?", yes)
+    for run in selected:
+        old = list(run.get("tags") or [])
+        dropped = set(old) if clear else set(delete)
+        new = sorted((set(old) - dropped) | set(add))
+        run.write_attr("tags", new)
+        if sync_labels:
+            label_ = _remove_parts(sorted(dropped), run.get("label") or "")
+            words = label_.split()
+            prefix = [t for t in add if t not in words]
+            run.write_attr("label", " ".join(prefix + ([label_] if label_ else [])))
+    click.echo(f"Modified tags for {len(selected)} run(s)", err=True)
+
+
+# -- marks -------------------------------------------------------------
+
+
+@click.command("mark")
+@click.argument("runs", nargs=-1)
+@click.option("-c", "--clear", is_flag=True, help="Unmark the runs (default: all marked runs).")
+@click.option("-y", "--yes", is_flag=True, help="Do not prompt.")
+@filter_options
+def mark(runs, clear, yes, rf):
+    """Mark runs (default: the latest run).
+
+    A marked run is what an operation's dependency on its operation
+    resolves to, before the latest completed run."""
+    if clear:
+        selected = [r for r in selected_runs(rf, runs) if r.get("marked")]
+        if not selected:
+            click.echo("No runs to unmark.", err=True)
+            return
+        confirm_runs(selected, "You are about to unmark the following runs:", "Continue?", yes)
+        for run in selected:
+            run.del_attr("marked")
+        click.echo(f"Unmarked {len(selected)} run(s)", err=True)
+        return
+    selected = _runs_or_latest(rf, runs)
+    if not selected:
+        click.echo("No runs to mark.", err=True)
+        return
+    confirm_runs(selected, "You are about to mark the following runs:", "Continue?", yes)
+    for run in selected:
+        run.write_attr("marked", True)
+    click.echo(f"Marked {len(selected)} run(s)", err=True)
+
+
+# -- comments ----------------------------------------------------------
+
+
+@click.command("comment")
+@click.argument("runs", nargs=-1)
+@click.option("-l", "--list", "list_", is_flag=True, help="List the runs' comments.")
+@click.option("-a", "--add", metavar="COMMENT", help="Add COMMENT.")
+@click.option("-m", "--message", metavar="COMMENT", help="Add COMMENT (same as --add).")
+@click.option("-e", "--edit", is_flag=True, help="Type the comment in an editor.")
+@click.option("-d", "--delete", metavar="INDEX", type=click.IntRange(min=1), help="Delete comment INDEX (see --list).")
+@click.option("-c", "--clear", is_flag=True, help="Delete all comments.")
+@click.option("-u", "--user", metavar="USER", help="Comment as USER or USER@HOST (default: you).")
+@click.option("-y", "--yes", is_flag=True, help="Do not prompt.")
+@filter_options
+def comment(runs, list_, add, message, edit, delete, clear, user, yes, rf):
+    """Add, list or delete run comments (default: the latest run)."""
+    if add and message:
+        raise click.UsageError("--add and --message cannot be used together")
+    text = add or message
+    _exclusive(list=list_, add=text, delete=delete, clear=clear)
+    selected = _runs_or_latest(rf, runs)
+    if not selected:
+        click.echo("No runs to modify.", err=True)
+        return
+    if list_:
+        _list_comments(selected)
+        return
+    if delete:
+        confirm_runs(selected, f"You are about to delete comment {delete} from the following runs:", "Continue?", yes)
+        for run in selected:
+            comments = list(run.get("comments") or [])
+            if delete <= len(comments):
+                del comments[delete - 1]
+                run.write_attr("comments", comments)
+        click.echo(f"Deleted comment for {len(selected)} run(s)", err=True)
+        return
+    if clear:
+        confirm_runs(
+            selected, "WARNING: You are about to delete ALL comments from the following runs:", "Continue?", yes, False
+        )
+        for run in selected:
+            run.del_attr("comments")
+        click.echo(f"Deleted all comments for {len(selected)} run(s)", err=True)
+        return
+    edited = False
+    if not text or edit:
+        text = click.edit(text or "", extension=".GUILD_COMMENT")
+        edited = True
+    text = (text or "").strip()
+    if not text:
+        raise GuildError("aborting due to an empty comment")
+    if not edited:
+        confirm_runs(selected, "You are about to add a comment to the following runs:", "Continue?", yes)
+    who, _, host = (user or util.username()).partition("@")
+    entry = {"body": text, "user": who, "host": host or util.hostname(), "time": util.now_micros()}
+    for run in selected:
+        run.write_attr("comments", list(run.get("comments") or []) + [entry])
+    click.echo(f"Added comment to {len(selected)} run(s)", err=True)
+
+
+def _list_comments(runs: list[Run]) -> None:
+    from .runselect import format_preview
+
+    for run, line in zip(runs, format_preview(runs)):
+        click.echo(line.strip())
+        comments = run.get("comments") or []
+        if not comments:
+            click.echo("  <no comments>")
+        for i, c in enumerate(comments, 1):
+            if not isinstance(c, dict):
+                continue
+            who = c.get("user") or ""
+            if c.get("host"):
+                who += f"@{c['host']}"
+            click.echo(f"  [{i}] {who} {util.format_timestamp(c.get('time'))}")
+            click.echo()
+            for body_line in str(c.get("body") or "").splitlines():
+                click.echo(f"    {body_line}")
+            click.echo()
