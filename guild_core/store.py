@@ -151,18 +151,22 @@ def transfer(
 
 
 def check_links(run: Run) -> None:
-    """Refuse a run whose symbolic links point outside its directory:
-    importing it would let files land elsewhere."""
-    root = os.path.realpath(run.path)
-    for dirpath, dirnames, filenames in os.walk(run.path):
+    """Refuse a run whose symbolic links point outside its directory
+    (other than at a sibling run, as a batch links its trials): the
+    archive would reach into the importing system."""
+    from .archive import link_stays_in
+
+    root = str(run.path)
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        link_dir = run.id if rel_dir == "." else "/".join([run.id, *rel_dir.split(os.sep)])
         for name in dirnames + filenames:
             path = os.path.join(dirpath, name)
             if not os.path.islink(path):
                 continue
             target = os.readlink(path)
-            resolved = os.path.normpath(os.path.join(os.path.realpath(dirpath), target))
-            if not (resolved == root or resolved.startswith(root + os.sep)):
-                rel = os.path.relpath(path, run.path)
+            if not link_stays_in(run.id, link_dir, target.replace(os.sep, "/")):
+                rel = os.path.relpath(path, root)
                 raise GuildError(
                     f"refusing to import run {run.id}: '{rel}' links outside "
                     f"the run directory (to '{target}')"

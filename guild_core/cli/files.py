@@ -7,8 +7,9 @@ import sys
 
 import click
 
-from guild_core import select
 from guild_core.errors import GuildError
+
+from .runselect import filter_options, selected_run
 
 
 @click.command()
@@ -17,9 +18,10 @@ from guild_core.errors import GuildError
 @click.option("-f", "--full-path", is_flag=True, help="Show full paths.")
 @click.option("-L", "--follow-links", is_flag=True, help="Follow links to directories.")
 @click.option("-p", "--path", metavar="PATH", help="List only files under PATH.")
-def ls(run, all_, full_path, follow_links, path):
+@filter_options
+def ls(run, all_, full_path, follow_links, path, rf):
     """List run files (default: the latest run)."""
-    target = select.select_one(select.all_runs(), run)
+    target = selected_run(rf, run)
     root = str(target.path)
     base = os.path.join(root, path) if path else root
     if path and not os.path.exists(base):
@@ -49,13 +51,14 @@ def ls(run, all_, full_path, follow_links, path):
 @click.option("-p", "--path", metavar="PATH", help="File to show, relative to the run directory.")
 @click.option("--output", "-O", is_flag=True, help="Show the run's output.")
 @click.option("--page", is_flag=True, help="Show in a pager.")
-def cat(run, path, output, page):
+@filter_options
+def cat(run, path, output, page, rf):
     """Show a run file or the run's output (default: the latest run)."""
     if not path and not output:
         raise click.UsageError("one of --path or --output is required")
     if path and output:
         raise click.UsageError("--path and --output cannot both be used")
-    target = select.select_one(select.all_runs(), run)
+    target = selected_run(rf, run)
     if output:
         data = b"".join(line for _t, _s, line in target.iter_output())
         if not data and not target.guild_path("output").exists():

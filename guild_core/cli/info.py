@@ -23,8 +23,12 @@ def operations():
 
 
 @click.command()
-def check():
-    """Show the Guild setup: versions, Guild home, plugins."""
+@click.option("--space", is_flag=True, help="Also show disk space used by runs, deleted runs and caches.")
+def check(space):
+    """Show the Guild setup: versions, Guild home, plugins.
+
+    With --space, also the disk space taken by runs, by deleted runs
+    (what `guild runs purge` frees) and by caches."""
     from guild_core.cli.common import plugin_manager
     from guild_core.plugins import plugin_infos
 
@@ -41,6 +45,44 @@ def check():
         rows.append([f"{name}_version:", _version(name)])
     for line in util.table(rows, sep=" "):
         click.echo(line)
+    if space:
+        _print_disk_space()
+
+
+def _print_disk_space() -> None:
+    paths = [
+        ("guild_home", home.guild_home()),
+        ("runs", home.runs_dir()),
+        ("deleted_runs", home.trash_runs_dir()),
+        ("cache", home.guild_home() / "cache"),
+    ]
+    click.echo("disk_space:")
+    rows = [[f"  {name}:", format_bytes(disk_usage(path)), str(path)] for name, path in paths]
+    for line in util.table(rows, sep=" "):
+        click.echo(line)
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes under `path`, links counted as links, not followed."""
+    import os
+
+    total = 0
+    for root, dirs, names in os.walk(path):
+        for name in dirs + names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def format_bytes(n: float) -> str:
+    """Guild AI's format: 512, 1.5K, 20.0M."""
+    for unit in ("", "K", "M", "G", "T", "P", "E"):
+        if abs(n) < 1024:
+            return str(int(n)) if not unit else f"{n:.1f}{unit}"
+        n /= 1024.0
+    return f"{n:.1f}Z"
 
 
 def _version(module: str) -> str:

@@ -128,8 +128,27 @@ def filtered_runs(
     deleted: bool = False,
     archive: str | Path | None = None,
 ) -> list[Run]:
+    if archive is not None and str(archive).lower().endswith(".zip"):
+        archive = _extracted_zip(Path(archive))
     runs = select.all_runs(deleted=deleted, archive=archive)
     return select.filter_runs(runs, rf, extensions() if rf.expr else None)
+
+
+def _extracted_zip(path: Path) -> Path:
+    """A zip archive's runs, extracted for reading and removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from guild_core import archive
+    from guild_core.errors import GuildError
+
+    if not path.is_file():
+        raise GuildError(f"archive '{path}' does not exist")
+    tmp = Path(tempfile.mkdtemp(prefix="guild-archive-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    archive.extract(path, tmp)
+    return tmp
 
 
 def selected_runs(

@@ -11,25 +11,25 @@ from guild_core import select
 from guild_core.cli.common import confirm
 from guild_core.errors import GuildError
 
+from .runselect import filter_options, format_preview, selected_runs
+
 
 @click.command()
 @click.argument("runs", nargs=-1)
 @click.option("-y", "--yes", is_flag=True, help="Do not prompt.")
 @click.option("-n", "--no-wait", is_flag=True, help="Do not wait for runs to stop.")
-def stop(runs, yes, no_wait):
-    """Stop running runs (default: all running runs)."""
+@filter_options
+def stop(runs, yes, no_wait, rf):
+    """Stop running runs (default: all running runs that pass the filters)."""
     from guild_core import runner
 
-    all_runs = select.all_runs()
-    chosen = select.select(all_runs, list(runs)) if runs else all_runs
-    targets = [r for r in chosen if r.status == "running"]
+    targets = [r for r in selected_runs(rf, runs) if r.status == "running"]
     if not targets:
         click.echo("Nothing to stop.")
         return
     if not yes:
-        lines = ["You are about to stop the following runs:"]
-        lines += [f"  [{r.short_id}]  {r.op_name}" for r in targets]
-        if not confirm("\n".join(lines) + "\nContinue?"):
+        lines = ["You are about to stop the following runs:"] + format_preview(targets)
+        if not confirm("\n".join(lines) + "\nStop %d run(s)?" % len(targets)):
             sys.exit(1)
     for r in targets:
         click.echo(f"Stopping {r.id} (pid {r.pid})")
@@ -39,10 +39,13 @@ def stop(runs, yes, no_wait):
 @click.command()
 @click.argument("run", required=False)
 @click.option("--pid", type=int, help="Watch the run with this process id.")
-def watch(run, pid):
+@filter_options
+def watch(run, pid, rf):
     """Show a run's output as it is written (Ctrl-C stops watching, not
     the run)."""
-    runs_ = select.all_runs()
+    from .runselect import filtered_runs
+
+    runs_ = filtered_runs(rf)
     if pid is not None:
         matches = [r for r in runs_ if r.pid == pid]
         if not matches:

@@ -1,0 +1,142 @@
+"""Zip archives of runs: ``RUN_ID/...`` entries, as Guild AI writes them.
+
+Symbolic links are stored as links (Unix mode S_IFLNK, the target as
+the entry's data) and come back as links. Reading an archive checks
+every entry first: one that would land outside its run directory (an
+absolute path, a ``..`` part, a link pointing out) refuses the whole
+archive, naming the entry, before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path
+
+from .errors import GuildError
+from .run import RUN_ID_P, Run
+
+
+def is_zip(path: str | Path) -> bool:
+    return str(path).lower().endswith(".zip")
+
+
+def run_ids(path: Path) -> set[str]:
+    """The run ids in an existing zip archive."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return {name.split("/", 1)[0] for name in zf.namelist()}
+    except (OSError, zipfile.BadZipFile) as e:
+        raise GuildError(f"cannot read zip archive {path}: {e}") from None
+
+
+def write(path: Path, runs: list[Run]) -> None:
+    """Write `runs` into the zip at `path`, keeping entries already
+    there. The new archive is written beside it and renamed over it, so
+    a failure leaves the old archive as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as out:
+            if path.exists():
+                with zipfile.ZipFile(path) as old:
+                    for info in old.infolist():
+                        out.writestr(info, old.read(info))
+            for run in runs:
+                _add_run(out, run)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _add_run(zf: zipfile.ZipFile, run: Run) -> None:
+    root = str(run.path)
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        base = run.id if rel_dir == "." else posixpath.join(run.id, *rel_dir.split(os.sep))
+        zf.writestr(zipfile.ZipInfo(base + "/"), b"")
+        links = [n for n in dirnames if os.path.islink(os.path.join(dirpath, n))]
+        dirnames[:] = sorted(n for n in dirnames if n not in links)
+        for name in sorted(filenames + links):
+            full = os.path.join(dirpath, name)
+            arcname = posixpath.join(base, name)
+            if os.path.islink(full):
+                info = zipfile.ZipInfo(arcname)
+                info.create_system = 3
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16
+                zf.writestr(info, os.readlink(full))
+            else:
+                zf.write(full, arcname)
+
+
+def extract(path: Path, dest: Path) -> None:
+    """Check every entry of the zip at `path`, then extract it under
+    `dest` (a new, empty directory)."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise GuildError(f"cannot read zip archive {path}: {e}") from None
+    with zf:
+        infos = zf.infolist()
+        links = {info.filename.rstrip("/") for info in infos if _is_link(info)}
+        for info in infos:
+            _check_entry(path, info, zf, links)
+        for info in infos:
+            target = dest.joinpath(*[p for p in info.filename.split("/") if p])
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if _is_link(info):
+                os.symlink(zf.read(info).decode(), target)
+                continue
+            with zf.open(info) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                os.chmod(target, mode)
+
+
+def _is_link(info: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def _check_entry(path: Path, info: zipfile.ZipInfo, zf: zipfile.ZipFile, links: set[str]) -> None:
+    name = info.filename
+
+    def refuse(why: str):
+        raise GuildError(f"refusing to import from {path}: entry '{name}' {why}")
+
+    if name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
+        refuse("has an absolute path")
+    parts = [p for p in name.split("/") if p]
+    if not parts or any(p in ("..", ".") for p in parts):
+        refuse("would land outside its run directory")
+    if not RUN_ID_P.match(parts[0]):
+        refuse("is not inside a run directory")
+    for i in range(1, len(parts)):
+        if "/".join(parts[:i]) in links:
+            refuse("is under a symbolic link")
+    if _is_link(info):
+        target = zf.read(info).decode(errors="replace")
+        if not link_stays_in(parts[0], "/".join(parts[:-1]), target):
+            refuse(f"links outside its run directory (to '{target}')")
+
+
+def link_stays_in(run_id: str, link_dir: str, target: str) -> bool:
+    """Whether a link in `link_dir` (a posix path starting with the run
+    id) to `target` points inside its run, or at a sibling run as a
+    batch links its trials (``../RUN_ID``)."""
+    if target.startswith("/"):
+        return False
+    resolved = posixpath.normpath(posixpath.join(link_dir, target))
+    head = resolved.split("/")[0]
+    if head == run_id:
+        return True
+    return resolved == head and RUN_ID_P.match(head) is not None
