@@ -67,16 +67,19 @@ class Extensions:
 
     `values` maps a name, possibly with ``*`` wildcards, to
     ``fn(run, *parts)`` (the text matched by each ``*``); `operators`
-    maps a symbol or word to ``fn(value, target) -> bool``.
+    maps a symbol or word to ``fn(value, target) -> bool``; `checks`
+    maps an operator to ``check(target)``, called when parsing.
     """
 
     def __init__(
         self,
         values: dict[str, Callable[..., Any]] | None = None,
         operators: dict[str, Callable[[Any, Any], bool]] | None = None,
+        checks: dict[str, Callable[[Any], None]] | None = None,
     ):
         self.values = dict(values or {})
         self.operators = dict(operators or {})
+        self.checks = dict(checks or {})
         self._patterns = [
             (_wildcard(name), fn)
             for name, fn in self.values.items()
@@ -153,12 +156,20 @@ def tokenize(text: str, ext: Extensions = NO_EXTENSIONS) -> list[Token]:
 
 
 def _read_string(text: str, start: int) -> tuple[str, int]:
+    """Quoted as in YAML (Guild AI decodes them so): in single quotes a
+    backslash is literal and ``''`` is a quote, so regular expressions
+    need no doubling; in double quotes ``\\"`` and ``\\\\`` are escapes
+    and any other backslash is kept."""
     quote = text[start]
     out: list[str] = []
     i = start + 1
     while i < len(text):
         c = text[i]
-        if c == "\\" and i + 1 < len(text):
+        if quote == "'" and c == "'" and text.startswith("''", i):
+            out.append("'")
+            i += 2
+            continue
+        if quote == '"' and c == "\\" and i + 1 < len(text) and text[i + 1] in '"\\':
             out.append(text[i + 1])
             i += 2
             continue
@@ -340,13 +351,11 @@ def _compare(get, op: str, target: Any, ext: Extensions) -> Predicate:
                 return False
 
         return ordered
-    fn = ext.operators.get(op)
-    if fn is None:
-        for sym, candidate in ext.operators.items():
-            if sym.lower() == op:
-                fn = candidate
-                break
-    assert fn is not None, op
+    sym = op if op in ext.operators else next(s for s in ext.operators if s.lower() == op)
+    fn = ext.operators[sym]
+    check = ext.checks.get(sym)
+    if check is not None:
+        check(target)
 
     def extended(rv):
         try:
@@ -372,12 +381,12 @@ def _equal(val: Any, target: Any) -> bool:
         return val == target
     try:
         return bool(val == target)
-    except TypeError:
+    except (TypeError, ValueError):
         return False
 
 
 def _contains(val: Any, target: Any) -> bool:
-    if val is None or val == "":
+    if val is None or (isinstance(val, str) and not val):
         return False
     if isinstance(val, (list, tuple)):
         return any(_equal(item, target) for item in val)

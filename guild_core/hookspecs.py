@@ -313,12 +313,22 @@ class FilterRegistry(Protocol):
         value; ``attr:``/``flag:``/``scalar:`` names it does not
         register still reach the run's own."""
 
-    def operator(self, symbol: str, fn: Callable[[Any, Any], bool]) -> None:
+    def operator(
+        self,
+        symbol: str,
+        fn: Callable[[Any, Any], bool],
+        check: Callable[[Any], None] | None = None,
+    ) -> None:
         """Add a binary operator, written ``NAME SYMBOL VALUE``: a
         symbol (``~``) or a word (``matches``, case-insensitive).
         ``fn(value, target)`` gets the run's value (``None`` when
         undefined) and the literal target (str, int, float, bool or a
-        list); a TypeError or ValueError counts as no match."""
+        list); a TypeError or ValueError counts as no match.
+        ``check(target)``, if given, is called once when the expression
+        is parsed, before any run is read: raise
+        ``guild_core.errors.GuildError`` there for a target that can
+        never work (an invalid pattern), so the user hears of it even
+        when no run reaches the test."""
 
 
 @hookspec

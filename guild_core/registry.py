@@ -40,6 +40,7 @@ class Named:
     name: str
     value: Any
     plugin: str
+    check: Any = None
 
 
 class _Names:
@@ -159,8 +160,8 @@ class Registry:
                 def value(self, name, fn):
                     values.claim(name, Named(name, fn, plugin), plugin)
 
-                def operator(self, symbol, fn):
-                    ops.claim(symbol, Named(symbol, fn, plugin), plugin)
+                def operator(self, symbol, fn, check=None):
+                    ops.claim(symbol, Named(symbol, fn, plugin, check), plugin)
 
             return Register()
 

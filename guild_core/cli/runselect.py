@@ -120,6 +120,7 @@ def extensions():
     return Extensions(
         {name: entry.value for name, entry in values.items()},
         {name: entry.value for name, entry in ops.items()},
+        {name: entry.check for name, entry in ops.items() if entry.check},
     )
 
 
