@@ -24,6 +24,19 @@ class Result:
     stderr: str
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_real_guild_home(tmp_path_factory):
+    """No test may read or write the user's ~/.guild: without the
+    guild_home fixture, GUILD_HOME is an empty session directory."""
+    saved = os.environ.get("GUILD_HOME")
+    os.environ["GUILD_HOME"] = str(tmp_path_factory.mktemp("session-guild-home"))
+    yield
+    if saved is None:
+        os.environ.pop("GUILD_HOME", None)
+    else:
+        os.environ["GUILD_HOME"] = saved
+
+
 @pytest.fixture
 def guild_home(tmp_path, monkeypatch):
     home = tmp_path / "guild-home"
