@@ -20,6 +20,8 @@ from guild_core.errors import GuildError
 COMMANDS = {
     "cat": ("guild_core.cli.files", "cat", "Show contents of a run file."),
     "check": ("guild_core.cli.info", "check", "Check the Guild setup."),
+    "export": ("guild_core.cli.archive", "export", "Export runs to a directory or zip file."),
+    "import": ("guild_core.cli.archive", "import_", "Import runs from a directory or zip file."),
     "ls": ("guild_core.cli.files", "ls", "List run files."),
     "operations": ("guild_core.cli.info", "operations", "Show operations in guild.yml."),
     "plugins": ("guild_core.cli.info", "plugins_", "Show installed plugins."),
