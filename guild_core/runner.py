@@ -177,6 +177,14 @@ def default_label(template: str | None, flags: dict[str, Any]) -> str:
     return _REF_P.sub(repl, template).strip()
 
 
+def _run_label(label: str | None, template: str | None, flags: dict[str, Any]) -> str:
+    """``-l LABEL`` is itself a template (``lr=${lr}``); without it, the
+    operation's label template or the flag label."""
+    if label is not None:
+        return default_label(label, flags) if label else ""
+    return default_label(template, flags)
+
+
 # ---------------------------------------------------------------------
 # Creating runs
 # ---------------------------------------------------------------------
@@ -271,7 +279,7 @@ def assemble(
     write("user_flags", user_flags)
     write("cmd", command(op, flags))
     write("env", run_env(run, op, flags))
-    run_label = label if label is not None else default_label(opdef.label, flags)
+    run_label = _run_label(label, opdef.label, flags)
     if run_label:
         write("label", run_label)
     if tags:
@@ -320,7 +328,7 @@ def update_flags(run: Run, flags: dict[str, Any], user_flags: dict[str, Any], la
     run.write_attr("user_flags", user_flags)
     run.write_attr("cmd", command(op, flags))
     run.write_attr("env", run_env(run, op, flags))
-    run.write_attr("label", label if label is not None else default_label(op.get("label-template"), flags))
+    run.write_attr("label", _run_label(label, op.get("label-template"), flags))
 
 
 # ---------------------------------------------------------------------

@@ -207,7 +207,7 @@ def test_label_and_tags(cli, guild_home, train_project):
     cli("run", "train", "-l", "best lr=${lr}", "--tag", "a", "--tag", "b", "-y")
     run = only_run(guild_home)
     assert run.get("tags") == ["a", "b"]
-    assert run.get("label") == "best lr=${lr}"
+    assert run.get("label") == "best lr=0.1"  # -l is a template, as in Guild AI
 
 
 def test_label_template_in_guildfile(cli, guild_home, project):

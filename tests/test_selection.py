@@ -202,3 +202,37 @@ def test_every_run_command_takes_filters(cli, home_runs):
     assert out.exit_code == 0 and home_runs["b"].id in out.output
     out = cli("cat", "--output", "-Fl", "c")
     assert out.output.strip() == "loss: 0.9"
+
+
+def test_run_label_is_a_template(cli, guild_home, project):
+    project.write("t.py", "lr = 0.1\nbatch = 8\n")
+    assert cli("run", "t.py", "lr=0.5", "-l", "lr=${lr} [${default_label}]", "-y").exit_code == 0
+    assert labels(cli) == ["lr=0.5 [batch=8 lr=0.5]"]
+
+
+SEED_FILTERS = [
+    ("operation = train.py and loss < 0.6", ["b", "a best"]),
+    ("operation = train.py and (loss < 0.3 or label contains best)", ["b", "a best"]),
+    ("x = 1 or x = 2", ["b", "a best"]),
+    ("x in [1,2]", ["b", "a best"]),
+    ("x not in [1,2]", ["e", "d best", "c"]),
+    ("x is undefined", ["d best"]),
+    ("x is not undefined", ["e", "c", "b", "a best"]),
+    ("label contains best and operation not in [test,deploy]", ["d best", "a best"]),
+    ("status in [error,terminated]", ["c"]),
+]
+
+
+@pytest.mark.parametrize("expr, expected", SEED_FILTERS)
+def test_seed_filter_examples_through_cli(cli, home_runs, expr, expected):
+    assert labels(cli, "-F", expr) == expected
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["after 7-1", "after 9:00", "between 1-1 and 4-30", "between 10:00 and 15:00",
+     "last 30 min", "last 6 hours", "today", "this week", "last month", "3 weeks ago"],
+)
+def test_seed_time_ranges_through_cli(cli, home_runs, spec):
+    out = cli("runs", "list", "-Fs", spec)
+    assert out.exit_code == 0, out.stderr
