@@ -222,12 +222,23 @@ def _resolve(runs: list[Run], spec: str) -> list[Run]:
         return runs[start - 1 : end]
     if spec.isdigit() and len(spec) < 8:
         i = int(spec)
-        if i < 1 or i > len(runs):
+        if 1 <= i <= len(runs):
+            return [runs[i - 1]]
+        # As in Guild AI, digits that are no index may be an id prefix.
+        by_prefix = [run for run in runs if run.id.startswith(spec)]
+        if not by_prefix:
             raise NoSuchRun(f"could not find run for index {spec} ({len(runs)} runs)")
-        return [runs[i - 1]]
+        return _unique(by_prefix, spec)
     matches = [run for run in runs if run.id.startswith(spec)]
     if not matches:
-        raise NoSuchRun(f"could not find run matching '{spec}'")
+        raise NoSuchRun(
+            f"could not find a run matching '{spec}'",
+            "Try 'guild runs list' for a list.",
+        )
+    return _unique(matches, spec)
+
+
+def _unique(matches: list[Run], spec: str) -> list[Run]:
     if len(matches) > 1:
         ids = ", ".join(run.short_id for run in matches[:5])
         raise NoSuchRun(f"'{spec}' is ambiguous: it matches {len(matches)} runs ({ids})")

@@ -317,7 +317,9 @@ def test_ls_and_cat(cli, guild_home, train_project):
 def test_unknown_run(cli, guild_home):
     result = cli("runs", "info", "deadbeef")
     assert result.exit_code == 1
-    assert result.stderr == "guild: could not find run matching 'deadbeef'\n"
+    assert result.stderr == (
+        "guild: could not find a run matching 'deadbeef'\nTry 'guild runs list' for a list.\n"
+    )
 
 
 def test_runs_list_limit_hint(cli, guild_home, project):

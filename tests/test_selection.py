@@ -91,11 +91,18 @@ def test_id_and_prefix_specs(cli, home_runs):
 
 
 def test_spec_errors_name_the_spec(cli, home_runs):
-    out = cli("runs", "info", "9")
+    # An index out of range may still be an id prefix: use one that is not.
+    spec = next(str(i) for i in range(6, 100) if not any(r.id.startswith(str(i)) for r in home_runs.values()))
+    out = cli("runs", "info", spec)
     assert out.exit_code == 1
-    assert out.stderr.strip() == "guild: could not find run for index 9 (5 runs)"
+    assert out.stderr.strip() == f"guild: could not find run for index {spec} (5 runs)"
     out = cli("runs", "info", "ffffffff")
-    assert out.stderr.strip() == "guild: could not find run matching 'ffffffff'"
+    assert out.stderr.splitlines()[0] == "guild: could not find a run matching 'ffffffff'"
+    # Digits that are no index may still be an id prefix (Guild AI's rule).
+    run = home_runs["b"]
+    digits = next((run.id[:n] for n in range(1, 8) if run.id[:n].isdigit() and int(run.id[:n]) > 5), None)
+    if digits and sum(r.id.startswith(digits) for r in home_runs.values()) == 1:
+        assert json.loads(cli("runs", "info", digits, "--json").output)["id"] == run.id
     # Two runs whose ids share a prefix: copies of a run directory.
     import shutil
 

@@ -20,6 +20,8 @@ from guild_core.errors import GuildError
 COMMANDS = {
     "cat": ("guild_core.cli.files", "cat", "Show contents of a run file."),
     "check": ("guild_core.cli.info", "check", "Check the Guild setup."),
+    "compare": ("guild_core.cli.compare", "compare", "Compare run flags, scalars and attributes."),
+    "diff": ("guild_core.cli.diff", "diff", "Diff two runs."),
     "export": ("guild_core.cli.archive", "export", "Export runs to a directory or zip file."),
     "import": ("guild_core.cli.archive", "import_", "Import runs from a directory or zip file."),
     "ls": ("guild_core.cli.files", "ls", "List run files."),
@@ -27,6 +29,7 @@ COMMANDS = {
     "plugins": ("guild_core.cli.info", "plugins_", "Show installed plugins."),
     "run": ("guild_core.cli.run", "run", "Run an operation."),
     "runs": ("guild_core.cli.runs", "runs", "Show or manage runs."),
+    "select": ("guild_core.cli.selectcmd", "select", "Print the id of a selected run."),
     "stop": ("guild_core.cli.stop", "stop", "Stop one or more runs."),
     "watch": ("guild_core.cli.stop", "watch", "Watch run output."),
 }

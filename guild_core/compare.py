@@ -1,0 +1,641 @@
+"""Compare tables: column specs, run values, sorting and formatting.
+
+`guild compare` and `guild select --min/--max` share this module; it
+knows no click. The table is Guild AI 0.9's:
+
+- **core** columns: ``.run,.operation,.started,.time,.status,.label``
+  (only ``.run`` with `skip_core`; ``.sourcecode`` added by
+  `extra_cols`);
+- **operation** columns, per run: the run's ``compare`` attribute when it
+  has one, else every flag (``=name``, sorted), a ``step`` column (the
+  step of ``loss``, or of the first scalar) and the last value of every
+  scalar (sorted; ``sys/*`` scalars only with `all_scalars`);
+- **user** columns: the `cols` spec.
+
+Columns are named by their header and merged by it: the header row lists
+each name once, in order of first appearance (core, then operation
+columns run by run, then user columns), and a cell takes the value from
+the last section that has one (user over operation over core).
+
+Column specs (``COL[,COL...]``), as Guild AI's query language:
+
+- ``=NAME`` or ``flag:NAME``: a flag;
+- ``.NAME`` or ``attr:NAME``: a run attribute (``run``, ``operation``,
+  ``started``, ``time``, ``status``, ``label``, ``id``, ``sourcecode``...
+  or any file in ``.guild/attrs``);
+- ``[QUALIFIER] KEY [step]`` or ``scalar:KEY``: a scalar, where
+  QUALIFIER is ``first``, ``last`` (the default), ``min``, ``max``,
+  ``avg``, ``total`` or ``count``, and ``step`` gives the step of that
+  value (first, last, min and max only);
+- any column ``... as HEADING`` (quote headings with spaces).
+
+One departure from Guild AI: a qualified scalar's header keeps its
+qualifier (``min loss``), where Guild AI names ``min loss`` and
+``max loss`` both ``loss`` and so merges them into one column.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from .errors import GuildError
+from .run import Run
+
+CORE_COLS = ".run,.operation,.started,.time,.status,.label"
+MIN_CORE_COLS = ".run"
+EXTRA_COLS = ".sourcecode"
+
+QUALIFIERS = ("first", "last", "min", "max", "avg", "total", "count")
+_STEP_QUALIFIERS = ("first", "last", "min", "max")
+_RESERVED = set(QUALIFIERS) | {"step", "as", "select"}
+
+FLOAT_DIGITS = 6
+
+
+class ColSpecError(GuildError):
+    pass
+
+
+# -- column specs ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Col:
+    """One column: a flag, an attribute or a scalar."""
+
+    kind: str  # "flag" | "attr" | "scalar"
+    name: str
+    qualifier: str | None = None
+    step: bool = False
+    alias: str | None = None
+
+    @property
+    def header(self) -> str:
+        if self.alias:
+            return self.alias
+        if self.kind != "scalar":
+            return self.name
+        key = self.name.replace("#", " ").strip()
+        qual = f"{self.qualifier} " if self.qualifier else ""
+        step = " step" if self.step else ""
+        return f"{qual}{key}{step}"
+
+
+_TOKEN_P = re.compile(
+    r"""
+    (?P<ws>[ \t\n]+)
+  | (?P<prefix>scalar:|attr:|flag:)
+  | (?P<dot>\.)
+  | (?P<comma>,)
+  | (?P<equals>=)
+  | (?P<quoted>"(?:[^\\\n"]|\\.)*"|'(?:[^\n']|'')*')
+  | (?P<word>[^'",\n \t][^ ,\n\t]*)
+    """,
+    re.VERBOSE,
+)
+
+
+def _tokens(spec: str) -> list[tuple[str, str, int]]:
+    """(kind, value, pos): kinds prefix, dot, comma, equals, quoted
+    (value unquoted), word, or a reserved word (its own kind)."""
+    out = []
+    pos = 0
+    while pos < len(spec):
+        m = _TOKEN_P.match(spec, pos)
+        if not m:
+            # Only an unterminated quote gets here.
+            raise ColSpecError(f"invalid column spec '{spec}': unterminated quote at {pos}")
+        kind = m.lastgroup
+        text = m.group()
+        if kind == "word" and text in _RESERVED:
+            kind = text
+        elif kind == "quoted":
+            text = _unquote(text)
+        if kind != "ws":
+            out.append((kind, text, pos))
+        pos = m.end()
+    return out
+
+
+def _unquote(s: str) -> str:
+    if s[0] == "'":
+        return s[1:-1].replace("''", "'")
+    import json
+
+    try:
+        return json.loads(s)
+    except ValueError:
+        return s[1:-1]
+
+
+def parse_colspec(spec: str) -> list[Col]:
+    """The columns of a comma-separated spec. Raises ColSpecError."""
+    toks = _tokens(spec)
+    if not toks:
+        raise ColSpecError(f"invalid column spec '{spec}': it is empty")
+    cols = []
+    i = 0
+
+    def fail(msg: str):
+        raise ColSpecError(f"invalid column spec '{spec}': {msg}")
+
+    def term(what: str) -> str:
+        nonlocal i
+        if i >= len(toks):
+            fail(f"expected {what} at the end")
+        kind, val, pos = toks[i]
+        if kind not in ("word", "quoted"):
+            fail(f"expected {what} at {pos}, found '{val}'")
+        i += 1
+        return val
+
+    while True:
+        if i >= len(toks):
+            fail("expected a column at the end")
+        kind, val, _pos = toks[i]
+        if kind == "dot":
+            i += 1
+            col = Col("attr", term("an attribute name"))
+        elif kind == "prefix" and val == "attr:":
+            i += 1
+            col = Col("attr", term("an attribute name"))
+        elif kind == "equals" or (kind == "prefix" and val == "flag:"):
+            i += 1
+            col = Col("flag", term("a flag name"))
+        else:
+            qual = None
+            if kind in QUALIFIERS:
+                qual = kind
+                i += 1
+            if i < len(toks) and toks[i][0] == "prefix" and toks[i][1] == "scalar:":
+                i += 1
+            col = Col("scalar", term("a scalar name"), qual)
+            if i < len(toks) and toks[i][0] == "step":
+                i += 1
+                if (qual or "last") not in _STEP_QUALIFIERS:
+                    fail(f"'{qual} ... step' is not supported (only first, last, min and max have a step)")
+                col = Col("scalar", col.name, qual, step=True)
+        if i < len(toks) and toks[i][0] == "as":
+            i += 1
+            if i >= len(toks):
+                fail("expected a heading after 'as'")
+            akind, aval, apos = toks[i]
+            if akind in ("comma", "dot", "equals", "prefix"):
+                fail(f"expected a heading after 'as' at {apos}")
+            i += 1
+            col = Col(col.kind, col.name, col.qualifier, col.step, aval)
+        cols.append(col)
+        if i >= len(toks):
+            return cols
+        kind, val, pos = toks[i]
+        if kind != "comma":
+            fail(f"unexpected '{val}' at {pos}")
+        i += 1
+
+
+def parse_one(spec: str) -> Col:
+    cols = parse_colspec(spec)
+    if len(cols) > 1:
+        raise ColSpecError(f"invalid column spec '{spec}': expected one column, found {len(cols)}")
+    return cols[0]
+
+
+# -- run values ------------------------------------------------------
+
+
+@dataclass
+class TagSummary:
+    """A scalar series summarized as Guild AI's run index does: `first`
+    is the value at the lowest step, `last` at the highest (the later
+    record on a tie)."""
+
+    first: tuple[float, int] | None = None
+    last: tuple[float, int] | None = None
+    min: tuple[float, int] | None = None
+    max: tuple[float, int] | None = None
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, val: float, step: int) -> None:
+        if self.first is None or step < self.first[1]:
+            self.first = (val, step)
+        if self.last is None or step >= self.last[1]:
+            self.last = (val, step)
+        if self.min is None or val < self.min[0]:
+            self.min = (val, step)
+        if self.max is None or val > self.max[0]:
+            self.max = (val, step)
+        self.total += val
+        self.count += 1
+
+    def get(self, qualifier: str | None, step: bool) -> Any:
+        qual = qualifier or "last"
+        if qual == "count":
+            return self.count
+        if qual == "total":
+            return self.total
+        if qual == "avg":
+            return self.total / self.count if self.count else None
+        pair = getattr(self, qual)
+        if pair is None:
+            return None
+        return pair[1] if step else pair[0]
+
+
+class RunValues:
+    """Column values of one run, read once."""
+
+    def __init__(self, run: Run, now: float | None = None):
+        self.run = run
+        self._now = now
+        self._scalars: dict[str, TagSummary] | None = None
+        self._attrs: dict[str, Any] | None = None
+
+    # scalars
+
+    def scalars(self) -> dict[str, TagSummary]:
+        """Tag -> summary, in order of first appearance."""
+        if self._scalars is None:
+            from . import tfevents
+
+            summaries: dict[str, TagSummary] = {}
+            for tag, val, step, _wall in tfevents.read_scalars(self.run.guild_path()):
+                summ = summaries.get(tag)
+                if summ is None:
+                    summ = summaries[tag] = TagSummary()
+                summ.add(val, step)
+            self._scalars = summaries
+        return self._scalars
+
+    def scalar(self, key: str, qualifier: str | None = None, step: bool = False) -> Any:
+        prefix, _, tag = key.rpartition("#")
+        # Our runs log scalars in .guild only (Guild AI prefix ".guild").
+        if prefix and not ".guild".startswith(prefix):
+            return None
+        summ = self.scalars().get(tag)
+        return summ.get(qualifier, step) if summ else None
+
+    # flags and attributes
+
+    def flag(self, name: str) -> Any:
+        flags = self.run.get("flags")
+        return flags.get(name) if isinstance(flags, dict) else None
+
+    def attr(self, name: str) -> Any:
+        if self._attrs is None:
+            self._attrs = self._computed_attrs()
+        if name in self._attrs:
+            return self._attrs[name]
+        return self.run.get(name)
+
+    def _computed_attrs(self) -> dict[str, Any]:
+        run = self.run
+        opref = run.opref
+        started = run.get("started")
+        stopped = run.get("stopped")
+        status = run.status
+        digest = run.get("sourcecode_digest")
+        return {
+            "id": run.id,
+            "run": run.short_id,
+            "short_id": run.short_id,
+            "model": opref.model if opref else None,
+            "operation": run.op_name,
+            "op": opref.op if opref else None,
+            "from": format_dir(opref.location) if opref else None,
+            "sourcecode": digest[:8] if isinstance(digest, str) and digest else None,
+            "started": _timestamp(started),
+            "stopped": _timestamp(stopped),
+            "status": status,
+            "time": run_duration(status, started, stopped, self._now),
+        }
+
+    def value(self, col: Col) -> Any:
+        if col.kind == "flag":
+            return self.flag(col.name)
+        if col.kind == "attr":
+            return self.attr(col.name)
+        return self.scalar(col.name, col.qualifier, col.step)
+
+
+def _timestamp(micros: Any) -> str | None:
+    from .util import format_timestamp
+
+    if not isinstance(micros, int):
+        return None
+    return format_timestamp(micros) or None
+
+
+def run_duration(status: str, started: Any, stopped: Any, now: float | None = None) -> str | None:
+    """Guild AI's ``time``: until now for a running run, else until it
+    stopped; whole seconds, truncated, as H:MM:SS."""
+    if not isinstance(started, int):
+        return None
+    if status == "running":
+        end = (now if now is not None else time.time()) * 1e6
+    elif isinstance(stopped, int):
+        end = stopped
+    else:
+        return None
+    secs = int((end - started) // 1_000_000)
+    m, s = divmod(secs, 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def format_dir(path: str) -> str:
+    home = os.path.expanduser("~")
+    if path == home or path.startswith(home + os.sep):
+        return "~" + path[len(home):]
+    return path
+
+
+# -- the table -------------------------------------------------------
+
+
+@dataclass
+class Options:
+    cols: str | None = None
+    strict_cols: str | None = None
+    skip_core: bool = False
+    skip_op_cols: bool = False
+    skip_flags: bool = False
+    skip_scalars: bool = False
+    extra_cols: bool = False
+    all_scalars: bool = False
+    min_col: str | None = None
+    max_col: str | None = None
+    limit: int | None = None
+    skip_unchanged: bool = False
+    include_batch: bool = False
+
+
+@dataclass
+class Table:
+    """Raw values: `rows[i]` belongs to `runs[i]`; None is missing."""
+
+    header: list[str]
+    rows: list[list[Any]]
+    runs: list[Run] = field(default_factory=list)
+
+
+def is_batch(run: Run) -> bool:
+    return run.guild_path("proto").exists()
+
+
+def build(runs: list[Run], opts: Options, warn=None) -> Table:
+    """The compare table for `runs` (in their order, unless sorted)."""
+    if opts.cols is not None and opts.strict_cols is not None:
+        raise GuildError("--cols cannot be used with --strict-cols")
+    if opts.min_col and opts.max_col:
+        raise GuildError("--min and --max cannot both be specified")
+    user_spec = opts.cols
+    skip_core, skip_op = opts.skip_core, opts.skip_op_cols
+    if opts.strict_cols is not None:
+        user_spec, skip_core, skip_op = opts.strict_cols, True, True
+    core_spec = MIN_CORE_COLS if skip_core else CORE_COLS
+    if opts.extra_cols:
+        core_spec += "," + EXTRA_COLS
+    core_cols = parse_colspec(core_spec)
+    user_cols = parse_colspec(user_spec) if user_spec is not None else []
+    if not opts.include_batch:
+        runs = [run for run in runs if not is_batch(run)]
+    warn = warn or _warn
+    now = time.time()
+    values = [RunValues(run, now) for run in runs]
+    sections = []
+    for rv in values:
+        op_cols = [] if skip_op else op_columns(rv, opts, warn)
+        sections.append(
+            [[(c.header, rv.value(c)) for c in cols] for cols in (core_cols, op_cols, user_cols)]
+        )
+    header: list[str] = []
+    seen = set()
+    for i in range(3):
+        for secs in sections:
+            for name, _val in secs[i]:
+                if name not in seen:
+                    seen.add(name)
+                    header.append(name)
+    rows = [[_merged(name, secs) for name in header] for secs in sections]
+    table = Table(header, rows, list(runs))
+    sort_col = opts.min_col or opts.max_col
+    if sort_col:
+        _sort(table, sort_col, values, reverse=bool(opts.max_col))
+    if opts.limit:
+        table.rows = table.rows[: opts.limit]
+        table.runs = table.runs[: opts.limit]
+    return table
+
+
+def _merged(name: str, sections) -> Any:
+    # Guild AI's rule: the last section with a value wins; within a
+    # section, the first cell.
+    val = None
+    for cells in sections:
+        for cell_name, cell_val in reversed(cells):
+            if cell_name == name and cell_val is not None:
+                val = cell_val
+    return val
+
+
+def op_columns(rv: RunValues, opts: Options, warn) -> list[Col]:
+    """The run's own columns: its ``compare`` attribute, or its flags,
+    step and scalars."""
+    compare = rv.run.get("compare")
+    if isinstance(compare, list) and compare:
+        cols = []
+        for spec in compare:
+            try:
+                cols.extend(parse_colspec(str(spec)))
+            except ColSpecError as e:
+                warn(f"run {rv.run.short_id}: {e}")
+        return cols
+    cols = []
+    if not opts.skip_flags:
+        flags = rv.run.get("flags")
+        if isinstance(flags, dict):
+            cols.extend(Col("flag", str(name)) for name in sorted(flags, key=str))
+    if not opts.skip_scalars:
+        tags = sorted(
+            tag for tag in rv.scalars() if opts.all_scalars or not tag.startswith("sys/")
+        )
+        if tags:
+            step_tag = "loss" if "loss" in tags else tags[0]
+            cols.append(Col("scalar", step_tag, step=True, alias="step"))
+            cols.extend(Col("scalar", tag) for tag in tags)
+    return cols
+
+
+def _warn(msg: str) -> None:
+    sys.stderr.write(f"WARNING: {msg}\n")
+
+
+class _SortKey:
+    """Guild AI's order: missing values last either way; numbers by
+    value; other mixed types by their text."""
+
+    __slots__ = ("val", "missing_high")
+
+    def __init__(self, val, missing_high):
+        self.val = val
+        self.missing_high = missing_high
+
+    def __lt__(self, other):
+        return key_lt(self.val, other.val, self.missing_high)
+
+
+def key_lt(val, other, missing_high: bool) -> bool:
+    if val is None:
+        return other is not None and not missing_high
+    if other is None:
+        return missing_high
+    if isinstance(val, (int, float)) and isinstance(other, (int, float)):
+        return val < other
+    if type(val) is type(other):
+        try:
+            return val < other
+        except TypeError:
+            pass
+    return str(val) < str(other)
+
+
+def _sort(table: Table, col: str, values: list[RunValues], reverse: bool) -> None:
+    if col in table.header:
+        i = table.header.index(col)
+        keys = [row[i] for row in table.rows]
+    else:
+        # Not a shown column: sort by the column spec itself.
+        try:
+            spec = parse_one(col)
+        except ColSpecError:
+            raise GuildError(f"no such column '{col}'") from None
+        keys = [rv.value(spec) for rv in values]
+        if table.rows and all(k is None for k in keys):
+            raise GuildError(f"no such column '{col}'")
+    order = sorted(
+        range(len(table.rows)),
+        key=lambda i: _SortKey(keys[i], not reverse),
+        reverse=reverse,
+    )
+    table.rows = [table.rows[i] for i in order]
+    table.runs = [table.runs[i] for i in order]
+
+
+def drop_unchanged(header: list[str], rows: list[list[Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Without the columns whose values are the same in every row (with
+    fewer than two rows, unchanged)."""
+    if len(rows) < 2:
+        return header, rows
+    keep = [i for i in range(len(header)) if any(row[i] != rows[0][i] for row in rows[1:])]
+    return [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
+# -- formatting ------------------------------------------------------
+
+
+def format_float(val: float, digits: int = FLOAT_DIGITS) -> str:
+    """As Guild AI's compare: the YAML form with decimals truncated (not
+    rounded) to `digits`, so 0.9999999 never shows as 1.0."""
+    if math.isnan(val):
+        return "nan"
+    if math.isinf(val):
+        return "inf" if val > 0 else "-inf"
+    s = repr(val).lower()
+    if "." not in s and "e" in s:
+        s = s.replace("e", ".0e", 1)
+    return re.sub(r"\.[0-9]+", lambda m: m.group()[: digits + 1], s)
+
+
+def format_cell(val: Any) -> str:
+    if val is None:
+        return ""
+    if val is True:
+        return "yes"
+    if val is False:
+        return "no"
+    if isinstance(val, float):
+        return format_float(val)
+    return str(val)
+
+
+def formatted_rows(table: Table) -> list[list[str]]:
+    """Cells as shown in the table; a marked run's operation gets
+    ``[marked]`` as in Guild AI."""
+    op_i = table.header.index("operation") if "operation" in table.header else None
+    out = []
+    for run, row in zip(table.runs, table.rows):
+        cells = [format_cell(v) for v in row]
+        if op_i is not None and row[op_i] is not None and run.get("marked"):
+            cells[op_i] += " [marked]"
+        out.append(cells)
+    return out
+
+
+def table_lines(table: Table, skip_unchanged: bool = False) -> list[str]:
+    from .util import table as align
+
+    if not table.header or not table.runs:
+        return []
+    header, rows = table.header, formatted_rows(table)
+    if skip_unchanged:
+        header, rows = drop_unchanged(header, rows)
+    return align([header] + rows)
+
+
+def csv_text(table: Table, skip_unchanged: bool = False) -> str:
+    """Header row and one row per run, raw values (Python's text for
+    numbers, full precision), as Guild AI writes it; no runs, nothing."""
+    import csv
+    import io
+
+    if not table.runs:
+        return ""
+    header, rows = table.header, table.rows
+    if skip_unchanged:
+        header, rows = drop_unchanged(header, rows)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def json_data(table: Table, skip_unchanged: bool = False) -> list[dict[str, Any]]:
+    header, rows = table.header, table.rows
+    if skip_unchanged:
+        header, rows = drop_unchanged(header, rows)
+    return [{name: _json_val(v) for name, v in zip(header, row)} for row in rows]
+
+
+def _json_val(val: Any) -> Any:
+    if isinstance(val, float) and not math.isfinite(val):
+        return format_float(val)
+    if val is None or isinstance(val, (bool, int, float, str)):
+        return val
+    if isinstance(val, (list, tuple)):
+        return [_json_val(v) for v in val]
+    if isinstance(val, dict):
+        return {str(k): _json_val(v) for k, v in val.items()}
+    return str(val)
+
+
+def select_by(runs: Iterable[Run], spec: str, highest: bool) -> Run | None:
+    """The run with the lowest (highest) value of column `spec`; runs
+    without a value are left out; ties go to the earlier run."""
+    col = parse_one(spec)
+    best = None
+    best_val = None
+    for run in runs:
+        val = RunValues(run).value(col)
+        if val is None:
+            continue
+        if best is None or (key_lt(best_val, val, True) if highest else key_lt(val, best_val, True)):
+            best, best_val = run, val
+    return best
