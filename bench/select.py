@@ -1,0 +1,105 @@
+"""How fast run selection is over many runs.
+
+Builds Guild homes of 1,000 and 10,000 runs by copying real run
+directories (four runs made with `guild run`, each copied under new ids
+with spread-out start times), then prints median wall times of:
+
+- `guild runs` (the first 20 of the newest-first list);
+- `guild runs -a --filter 'loss < 0.5'` (reads every run's flags and
+  scalars);
+- `guild compare --csv -` (every run's flags and scalars, as CSV).
+
+Usage: python bench/select.py [REPEATS] [SIZES...]   (default: 3 1000 10000)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# This file is named select.py, as the issue asks; run as a script its
+# folder comes first on sys.path and would shadow the standard library's
+# `select` (which subprocess needs).
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+SCRIPT = """\
+import random
+lr = 0.1
+seed = 1
+random.seed(seed)
+for step in range(5):
+    print("loss: %f" % (random.random() * lr * 10))
+    print("acc: %f" % random.random())
+"""
+
+
+def guild_exe() -> list[str]:
+    exe = shutil.which("guild", path=os.path.dirname(sys.executable)) or shutil.which("guild")
+    return [exe] if exe else [sys.executable, "-m", "guild_core.cli.main"]
+
+
+def timed(cmd: list[str], repeats: int, env: dict, cwd: Path) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+def make_home(home: Path, project: Path, size: int, seeds: list[Path]) -> None:
+    runs = home / "runs"
+    runs.mkdir(parents=True)
+    base = int(time.time() * 1e6)
+    for i in range(size):
+        src = seeds[i % len(seeds)]
+        run_id = uuid.uuid4().hex
+        dest = runs / run_id
+        shutil.copytree(src, dest, symlinks=True)
+        attrs = dest / ".guild" / "attrs"
+        (attrs / "id").write_text(run_id + "\n")
+        started = base - i * 60_000_000
+        (attrs / "started").write_text(f"{started}\n")
+        (attrs / "stopped").write_text(f"{started + 2_000_000}\n")
+
+
+def main() -> None:
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    sizes = [int(a) for a in sys.argv[2:]] or [1000, 10000]
+    guild = guild_exe()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        project = tmp / "project"
+        project.mkdir()
+        (project / "train.py").write_text(SCRIPT)
+        seed_home = tmp / "seed-home"
+        env = dict(os.environ, GUILD_HOME=str(seed_home))
+        for i, lr in enumerate((0.01, 0.05, 0.1, 0.2)):
+            subprocess.run(
+                guild + ["run", "-y", "-q", "train.py", f"lr={lr}", f"seed={i}"],
+                env=env, cwd=project, check=True, stdout=subprocess.DEVNULL,
+            )
+        seeds = sorted((seed_home / "runs").iterdir())
+        print(f"{'runs':>7}  {'guild runs':>12}  {'runs -a -F loss<0.5':>20}  {'compare --csv -':>16}")
+        for size in sizes:
+            home = tmp / f"home-{size}"
+            make_home(home, project, size, seeds)
+            env = dict(os.environ, GUILD_HOME=str(home))
+            list_ms = timed(guild + ["runs"], repeats, env, project)
+            filter_ms = timed(guild + ["runs", "-a", "--filter", "loss < 0.5"], repeats, env, project)
+            compare_ms = timed(guild + ["compare", "--csv", "-"], repeats, env, project)
+            print(f"{size:>7}  {list_ms:>9.0f} ms  {filter_ms:>17.0f} ms  {compare_ms:>13.0f} ms")
+            shutil.rmtree(home)
+
+
+if __name__ == "__main__":
+    main()
