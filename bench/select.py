@@ -10,6 +10,9 @@ with spread-out start times), then prints median wall times of:
 - `guild compare --csv -` (every run's flags and scalars, as CSV).
 
 Usage: python bench/select.py [REPEATS] [SIZES...]   (default: 3 1000 10000)
+
+The `guild` run is the one beside the Python running this script, so
+running it with Guild AI's Python times Guild AI the same way.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ def main() -> None:
         project.mkdir()
         (project / "train.py").write_text(SCRIPT)
         seed_home = tmp / "seed-home"
+        seed_home.mkdir()  # Guild AI, for comparison, wants it to exist
         env = dict(os.environ, GUILD_HOME=str(seed_home))
         for i, lr in enumerate((0.01, 0.05, 0.1, 0.2)):
             subprocess.run(
