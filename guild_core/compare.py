@@ -46,6 +46,7 @@ from typing import Any, Iterable
 
 from .errors import GuildError
 from .run import Run
+from .runvalues import RunValues
 
 CORE_COLS = ".run,.operation,.started,.time,.status,.label"
 MIN_CORE_COLS = ".run"
@@ -209,151 +210,12 @@ def parse_one(spec: str) -> Col:
 # -- run values ------------------------------------------------------
 
 
-@dataclass
-class TagSummary:
-    """A scalar series summarized as Guild AI's run index does: `first`
-    is the value at the lowest step, `last` at the highest (the later
-    record on a tie)."""
-
-    first: tuple[float, int] | None = None
-    last: tuple[float, int] | None = None
-    min: tuple[float, int] | None = None
-    max: tuple[float, int] | None = None
-    total: float = 0.0
-    count: int = 0
-
-    def add(self, val: float, step: int) -> None:
-        if self.first is None or step < self.first[1]:
-            self.first = (val, step)
-        if self.last is None or step >= self.last[1]:
-            self.last = (val, step)
-        if self.min is None or val < self.min[0]:
-            self.min = (val, step)
-        if self.max is None or val > self.max[0]:
-            self.max = (val, step)
-        self.total += val
-        self.count += 1
-
-    def get(self, qualifier: str | None, step: bool) -> Any:
-        qual = qualifier or "last"
-        if qual == "count":
-            return self.count
-        if qual == "total":
-            return self.total
-        if qual == "avg":
-            return self.total / self.count if self.count else None
-        pair = getattr(self, qual)
-        if pair is None:
-            return None
-        return pair[1] if step else pair[0]
-
-
-class RunValues:
-    """Column values of one run, read once."""
-
-    def __init__(self, run: Run, now: float | None = None):
-        self.run = run
-        self._now = now
-        self._scalars: dict[str, TagSummary] | None = None
-        self._attrs: dict[str, Any] | None = None
-
-    # scalars
-
-    def scalars(self) -> dict[str, TagSummary]:
-        """Tag -> summary, in order of first appearance."""
-        if self._scalars is None:
-            from . import tfevents
-
-            summaries: dict[str, TagSummary] = {}
-            for tag, val, step, _wall in tfevents.read_scalars(self.run.guild_path()):
-                summ = summaries.get(tag)
-                if summ is None:
-                    summ = summaries[tag] = TagSummary()
-                summ.add(val, step)
-            self._scalars = summaries
-        return self._scalars
-
-    def scalar(self, key: str, qualifier: str | None = None, step: bool = False) -> Any:
-        prefix, _, tag = key.rpartition("#")
-        # Our runs log scalars in .guild only (Guild AI prefix ".guild").
-        if prefix and not ".guild".startswith(prefix):
-            return None
-        summ = self.scalars().get(tag)
-        return summ.get(qualifier, step) if summ else None
-
-    # flags and attributes
-
-    def flag(self, name: str) -> Any:
-        flags = self.run.get("flags")
-        return flags.get(name) if isinstance(flags, dict) else None
-
-    def attr(self, name: str) -> Any:
-        if self._attrs is None:
-            self._attrs = self._computed_attrs()
-        if name in self._attrs:
-            return self._attrs[name]
-        return self.run.get(name)
-
-    def _computed_attrs(self) -> dict[str, Any]:
-        run = self.run
-        opref = run.opref
-        started = run.get("started")
-        stopped = run.get("stopped")
-        status = run.status
-        digest = run.get("sourcecode_digest")
-        return {
-            "id": run.id,
-            "run": run.short_id,
-            "short_id": run.short_id,
-            "model": opref.model if opref else None,
-            "operation": run.op_name,
-            "op": opref.op if opref else None,
-            "from": format_dir(opref.location) if opref else None,
-            "sourcecode": digest[:8] if isinstance(digest, str) and digest else None,
-            "started": _timestamp(started),
-            "stopped": _timestamp(stopped),
-            "status": status,
-            "time": run_duration(status, started, stopped, self._now),
-        }
-
-    def value(self, col: Col) -> Any:
-        if col.kind == "flag":
-            return self.flag(col.name)
-        if col.kind == "attr":
-            return self.attr(col.name)
-        return self.scalar(col.name, col.qualifier, col.step)
-
-
-def _timestamp(micros: Any) -> str | None:
-    from .util import format_timestamp
-
-    if not isinstance(micros, int):
-        return None
-    return format_timestamp(micros) or None
-
-
-def run_duration(status: str, started: Any, stopped: Any, now: float | None = None) -> str | None:
-    """Guild AI's ``time``: until now for a running run, else until it
-    stopped; whole seconds, truncated, as H:MM:SS."""
-    if not isinstance(started, int):
-        return None
-    if status == "running":
-        end = (now if now is not None else time.time()) * 1e6
-    elif isinstance(stopped, int):
-        end = stopped
-    else:
-        return None
-    secs = int((end - started) // 1_000_000)
-    m, s = divmod(secs, 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}"
-
-
-def format_dir(path: str) -> str:
-    home = os.path.expanduser("~")
-    if path == home or path.startswith(home + os.sep):
-        return "~" + path[len(home):]
-    return path
+def col_value(rv: RunValues, col: Col) -> Any:
+    if col.kind == "flag":
+        return rv.flag(col.name)
+    if col.kind == "attr":
+        return rv.attr(col.name)
+    return rv.scalar(col.name, col.qualifier, col.step)
 
 
 # -- the table -------------------------------------------------------
@@ -413,7 +275,7 @@ def build(runs: list[Run], opts: Options, warn=None) -> Table:
     for rv in values:
         op_cols = [] if skip_op else op_columns(rv, opts, warn)
         sections.append(
-            [[(c.header, rv.value(c)) for c in cols] for cols in (core_cols, op_cols, user_cols)]
+            [[(c.header, col_value(rv, c)) for c in cols] for cols in (core_cols, op_cols, user_cols)]
         )
     header: list[str] = []
     seen = set()
@@ -516,7 +378,7 @@ def _sort(table: Table, col: str, values: list[RunValues], reverse: bool) -> Non
             spec = parse_one(col)
         except ColSpecError:
             raise GuildError(f"no such column '{col}'") from None
-        keys = [rv.value(spec) for rv in values]
+        keys = [col_value(rv, spec) for rv in values]
         if table.rows and all(k is None for k in keys):
             raise GuildError(f"no such column '{col}'")
     order = sorted(
@@ -633,7 +495,7 @@ def select_by(runs: Iterable[Run], spec: str, highest: bool) -> Run | None:
     best = None
     best_val = None
     for run in runs:
-        val = RunValues(run).value(col)
+        val = col_value(RunValues(run), col)
         if val is None:
             continue
         if best is None or (key_lt(best_val, val, True) if highest else key_lt(val, best_val, True)):

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import GuildError
+from .runvalues import RunValues
 
 STATUS_WORDS = ("completed", "error", "running", "terminated", "pending", "staged")
 
@@ -191,7 +192,7 @@ def _number(word: str) -> int | float:
 # Parser: expressions compile to predicates over a RunValues
 # ---------------------------------------------------------------------
 
-Predicate = Callable[["RunValues"], bool]
+Predicate = Callable[[RunValues], bool]
 
 
 def parse(text: str, ext: Extensions = NO_EXTENSIONS) -> Predicate:
@@ -405,7 +406,7 @@ def _bare(name: str, get) -> Predicate:
 # ---------------------------------------------------------------------
 
 
-def _getter(name: str, ext: Extensions) -> Callable[["RunValues"], Any]:
+def _getter(name: str, ext: Extensions) -> Callable[[RunValues], Any]:
     ext_get = ext.value_getter(name)
     if ext_get is not None:
         return lambda rv: ext_get(rv.run)
@@ -428,68 +429,3 @@ def _getter(name: str, ext: Extensions) -> Callable[["RunValues"], Any]:
         return val
 
     return any_kind
-
-
-class RunValues:
-    """A run's attributes, flags and last scalars as the filter sees
-    them, each read at most once."""
-
-    def __init__(self, run):
-        self.run = run
-        self._attrs: dict[str, Any] = {}
-        self._flags: dict[str, Any] | None = None
-        self._scalars: dict[str, tuple[float, int]] | None = None
-
-    def attr(self, name: str) -> Any:
-        try:
-            return self._attrs[name]
-        except KeyError:
-            val = self._attrs[name] = _attr(self.run, name)
-            return val
-
-    def flag(self, name: str) -> Any:
-        if self._flags is None:
-            self._flags = self.run.get("flags") or {}
-        return self._flags.get(name)
-
-    def scalar(self, key: str) -> Any:
-        if self._scalars is None:
-            self._scalars = self.run.last_scalars()
-        # Guild AI names scalars PREFIX#TAG; the prefix is optional here.
-        entry = self._scalars.get(key.split("#", 1)[-1] if "#" in key else key)
-        return entry[0] if entry else None
-
-
-def _attr(run, name: str) -> Any:
-    """Guild AI 0.9's filter attributes, then any attribute file."""
-    from . import util
-
-    if name in ("id",):
-        return run.id
-    if name in ("run", "short_id"):
-        return run.short_id
-    if name == "status":
-        return run.status
-    if name == "operation":
-        return run.op_name
-    if name == "op":
-        opref = run.opref
-        return opref.op_name if opref else None
-    if name == "model":
-        return None
-    if name == "from":
-        return run.project_dir
-    if name == "sourcecode":
-        digest = run.get("sourcecode_digest")
-        return digest[:8] if digest else None
-    if name in ("started", "stopped"):
-        val = run.get(name)
-        return util.format_timestamp(val) if val else None
-    if name == "time":
-        started, stopped = run.get("started"), run.get("stopped")
-        if not started:
-            return None
-        return util.format_duration(started, stopped)
-    if name in ("flags", "attrs") or "/" in name or name.startswith("."):
-        return None
-    return run.get(name)

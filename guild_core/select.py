@@ -82,7 +82,7 @@ def filter_runs(
     tests = _tests(rf, extensions, now)
     if not tests:
         return list(runs)
-    from .filterexpr import RunValues
+    from .runvalues import RunValues
 
     out = []
     for run in runs:

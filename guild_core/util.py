@@ -45,13 +45,12 @@ def format_timestamp(micros: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(micros / 1e6))
 
 
-def format_duration(start: int | None, stop: int | None) -> str:
-    if not start or not stop:
-        return ""
-    secs = int(round((stop - start) / 1e6))
-    h, rest = divmod(secs, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}"
+def format_dir(path: str) -> str:
+    """A path with the home directory shortened to ``~``."""
+    home = os.path.expanduser("~")
+    if path == home or path.startswith(home + os.sep):
+        return "~" + path[len(home):]
+    return path
 
 
 def md5():

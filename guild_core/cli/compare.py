@@ -118,7 +118,7 @@ def _write_csv(path: str, text: str, nrows: int) -> None:
 
 
 def _print_scalars(runs_) -> None:
-    from guild_core.compare import RunValues
+    from guild_core.runvalues import RunValues
 
     for run in runs_:
         click.echo(f"[{run.short_id}] {run.op_name}")

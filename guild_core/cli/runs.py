@@ -104,17 +104,10 @@ def op_desc(run: Run) -> str:
     desc = run.op_name
     project = run.project_dir
     if project and os.path.abspath(project) != os.getcwd():
-        desc += f" ({_format_dir(project)})"
+        desc += f" ({util.format_dir(project)})"
     if run.get("marked"):
         desc += " [marked]"
     return desc
-
-
-def _format_dir(path: str) -> str:
-    home = os.path.expanduser("~")
-    if path == home or path.startswith(home + os.sep):
-        return "~" + path[len(home):]
-    return path
 
 
 def _list_json(run: Run) -> dict:

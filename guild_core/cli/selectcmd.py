@@ -101,7 +101,7 @@ def format_attr(run, name: str) -> str:
 def _formatted(run) -> dict:
     import shlex
 
-    from guild_core import compare, util
+    from guild_core import runvalues, util
 
     def opref(attr):
         return lambda: getattr(run.opref, attr) if run.opref else ""
@@ -111,7 +111,7 @@ def _formatted(run) -> dict:
         return " ".join(shlex.quote(str(a)) if (str(a) == "" or " " in str(a)) else str(a) for a in cmd)
 
     def location():
-        return compare.format_dir(run.opref.location) if run.opref else ""
+        return util.format_dir(run.opref.location) if run.opref else ""
 
     def exit_status():
         val = run.get("exit_status")
@@ -119,7 +119,7 @@ def _formatted(run) -> dict:
 
     return {
         "command": command,
-        "duration": lambda: compare.run_duration(run.status, run.get("started"), run.get("stopped")) or "",
+        "duration": lambda: runvalues.run_duration(run.status, run.get("started"), run.get("stopped")) or "",
         "exit_status": exit_status,
         "from": location,
         "id": lambda: run.id,
@@ -131,7 +131,7 @@ def _formatted(run) -> dict:
         "operation": lambda: run.op_name,
         "pid": lambda: str(run.pid or ""),
         "pkg_name": location,
-        "run_dir": lambda: compare.format_dir(str(run.path)),
+        "run_dir": lambda: util.format_dir(str(run.path)),
         "short_id": lambda: run.short_id,
         "sourcecode_digest": lambda: run.get("sourcecode_digest") or "",
         "started": lambda: util.format_timestamp(run.get("started")),

@@ -13,7 +13,8 @@ scalars):
   minute, ``HH:MM:SS`` its second; ``=`` is "within", ``<`` "before it
   begins", ``>`` "after it ends".
 - ``scalar:TAG.min|max|avg|count|first|last``: an aggregate over every
-  value the run logged for TAG; undefined when it logged none.
+  value the run logged for TAG (first and last by step, as `guild
+  compare` has them); undefined when it logged none.
 
 Operators: ``NAME ~ PATTERN`` (``re.search`` in ``str(value)``) and
 ``NAME !~ PATTERN`` (its negation).

@@ -216,57 +216,33 @@ def _local_micros(dt) -> int:
 
 def aggregate_getter(agg: str):
     def get(run, tag: str):
-        stats = scalar_stats(run).get(tag.split("#", 1)[-1] if "#" in tag else tag)
-        if stats is None:
-            return None
-        lo, hi, total, count, first, last = stats
-        if agg == "min":
-            return lo
-        if agg == "max":
-            return hi
-        if agg == "avg":
-            return total / count
-        if agg == "count":
-            return count
-        if agg == "first":
-            return first
-        return last
+        summ = scalar_summaries(run).get(tag.split("#", 1)[-1] if "#" in tag else tag)
+        return summ.get(agg, False) if summ is not None else None
 
     get.__name__ = f"scalar_{agg}"
     return get
 
 
-# run's .guild path -> (event files' stats, {tag: [min, max, sum, count, first, last]})
-_STATS: dict[str, tuple[tuple, dict[str, list]]] = {}
+# run's .guild path -> (event files' stats, {tag: TagSummary})
+_SUMMARIES: dict[str, tuple[tuple, dict]] = {}
 
 
-def scalar_stats(run) -> dict[str, list]:
-    """Per-tag ``[min, max, sum, count, first, last]`` of every logged
-    value, read once while the run's event files are unchanged."""
+def scalar_summaries(run) -> dict:
+    """Per-tag summaries of every logged value (the core's, as `guild
+    compare` shows them), read once while the run's event files are
+    unchanged."""
     gpath = str(run.guild_path())
     key = _events_key(gpath)
-    hit = _STATS.get(gpath)
+    hit = _SUMMARIES.get(gpath)
     if hit is not None and hit[0] == key:
         return hit[1]
-    from guild_core import tfevents
+    from guild_core.runvalues import summarize
 
-    stats: dict[str, list] = {}
-    for tag, value, _step, _wall in tfevents.read_scalars(gpath) if key else ():
-        entry = stats.get(tag)
-        if entry is None:
-            stats[tag] = [value, value, value, 1, value, value]
-        else:
-            if value < entry[0]:
-                entry[0] = value
-            if value > entry[1]:
-                entry[1] = value
-            entry[2] += value
-            entry[3] += 1
-            entry[5] = value
-    if len(_STATS) > 4096:
-        _STATS.clear()
-    _STATS[gpath] = (key, stats)
-    return stats
+    summaries = summarize(gpath) if key else {}
+    if len(_SUMMARIES) > 4096:
+        _SUMMARIES.clear()
+    _SUMMARIES[gpath] = (key, summaries)
+    return summaries
 
 
 def _events_key(gpath: str) -> tuple:

@@ -1,0 +1,157 @@
+"""What a run's attributes, flags and scalars read as, in one place for
+the filter language, `guild compare` and `guild select`.
+
+Attributes are Guild AI 0.9's (``id``, ``run``, ``operation``,
+``status``, ``started``/``stopped`` as text, ``time``...) and then any
+attribute file. A scalar is summarized over its whole series as Guild
+AI's run index does, so ``loss`` is its value at the highest step in a
+filter and in a compare column alike.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import util
+from .run import Run
+
+
+@dataclass
+class TagSummary:
+    """A scalar series summarized as Guild AI's run index does: `first`
+    is the value at the lowest step, `last` at the highest (the later
+    record on a tie)."""
+
+    first: tuple[float, int] | None = None
+    last: tuple[float, int] | None = None
+    min: tuple[float, int] | None = None
+    max: tuple[float, int] | None = None
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, val: float, step: int) -> None:
+        if self.first is None or step < self.first[1]:
+            self.first = (val, step)
+        if self.last is None or step >= self.last[1]:
+            self.last = (val, step)
+        if self.min is None or val < self.min[0]:
+            self.min = (val, step)
+        if self.max is None or val > self.max[0]:
+            self.max = (val, step)
+        self.total += val
+        self.count += 1
+
+    def get(self, qualifier: str | None, step: bool) -> Any:
+        qual = qualifier or "last"
+        if qual == "count":
+            return self.count
+        if qual == "total":
+            return self.total
+        if qual == "avg":
+            return self.total / self.count if self.count else None
+        pair = getattr(self, qual)
+        if pair is None:
+            return None
+        return pair[1] if step else pair[0]
+
+
+def summarize(guild_dir) -> dict[str, TagSummary]:
+    """Tag -> summary of every scalar logged under a run's ``.guild``,
+    in order of first appearance."""
+    from . import tfevents
+
+    summaries: dict[str, TagSummary] = {}
+    for tag, val, step, _wall in tfevents.read_scalars(guild_dir):
+        summ = summaries.get(tag)
+        if summ is None:
+            summ = summaries[tag] = TagSummary()
+        summ.add(val, step)
+    return summaries
+
+
+class RunValues:
+    """One run's values, each read at most once."""
+
+    def __init__(self, run: Run, now: float | None = None):
+        self.run = run
+        self._now = now
+        self._scalars: dict[str, TagSummary] | None = None
+        self._attrs: dict[str, Any] | None = None
+        self._flags: dict[str, Any] | None = None
+
+    def scalars(self) -> dict[str, TagSummary]:
+        if self._scalars is None:
+            self._scalars = summarize(self.run.guild_path())
+        return self._scalars
+
+    def scalar(self, key: str, qualifier: str | None = None, step: bool = False) -> Any:
+        """``[PREFIX#]TAG``'s last value (or `qualifier`'s), None if
+        never logged."""
+        prefix, _, tag = key.rpartition("#")
+        # Our runs log scalars in .guild only (Guild AI's prefix ".guild").
+        if prefix and not ".guild".startswith(prefix):
+            return None
+        summ = self.scalars().get(tag)
+        return summ.get(qualifier, step) if summ else None
+
+    def flag(self, name: str) -> Any:
+        if self._flags is None:
+            flags = self.run.get("flags")
+            self._flags = flags if isinstance(flags, dict) else {}
+        return self._flags.get(name)
+
+    def attr(self, name: str) -> Any:
+        if self._attrs is None:
+            self._attrs = self._computed_attrs()
+        if name in self._attrs:
+            return self._attrs[name]
+        if "/" in name or name.startswith(".") or name in ("flags", "attrs"):
+            return None
+        return self.run.get(name)
+
+    def _computed_attrs(self) -> dict[str, Any]:
+        run = self.run
+        opref = run.opref
+        started = run.get("started")
+        stopped = run.get("stopped")
+        status = run.status
+        digest = run.get("sourcecode_digest")
+        return {
+            "id": run.id,
+            "run": run.short_id,
+            "short_id": run.short_id,
+            "model": opref.model if opref else None,
+            "operation": run.op_name,
+            "op": opref.op if opref else None,
+            "from": util.format_dir(opref.location) if opref else None,
+            "sourcecode": digest[:8] if isinstance(digest, str) and digest else None,
+            "started": _timestamp(started),
+            "stopped": _timestamp(stopped),
+            "status": status,
+            "time": run_duration(status, started, stopped, self._now),
+        }
+
+
+def _timestamp(micros: Any) -> str | None:
+    if not isinstance(micros, int):
+        return None
+    return util.format_timestamp(micros) or None
+
+
+def run_duration(status: str, started: Any, stopped: Any, now: float | None = None) -> str | None:
+    """Guild AI's ``time``: until now for a running run, else until it
+    stopped; whole seconds, truncated, as H:MM:SS."""
+    if not isinstance(started, int):
+        return None
+    if status == "running":
+        end = (now if now is not None else time.time()) * 1e6
+    elif isinstance(stopped, int):
+        end = stopped
+    else:
+        return None
+    secs = int((end - started) // 1_000_000)
+    m, s = divmod(secs, 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
