@@ -283,6 +283,10 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
     )
     flagdefs = {str(n): _guildfile_flagdef(str(n), v) for n, v in (data.get("flags") or {}).items()}
     dest = data.get("flags-dest")
+    if opdef.exec is None and (data.get("main") or "").strip() == "guild.pass":
+        # Guild AI's do-nothing module: an operation that only gathers
+        # its dependencies (a summary of runs, a staging step).
+        opdef.exec = "${python_exe} -c pass"
     if opdef.exec is None:
         opdef.main = data.get("main") or op_name
         module = shlex.split(opdef.main)[0]

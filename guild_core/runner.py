@@ -61,6 +61,9 @@ def op_data(opdef: OpDef, launcher: str | None, script_in_run: bool) -> dict[str
         "sourcecode": {"dest": opdef.sourcecode.dest},
         "label-template": opdef.label,
         "deps": [],
+        # Ours, beside Guild AI's "deps" (left empty, so Guild AI reads the
+        # attribute as it expects): what a restart resolves again.
+        "requires": opdef.data.get("requires") or [],
         "flag-null-labels": {},
         "flags-extra": {},
         "delete-on-success": False,
@@ -222,13 +225,19 @@ def create_run(
     run_params: dict[str, Any] | None = None,
     staged: bool = False,
     warn: Callable[[str], None] = sourcecodelib.warn_stderr,
+    deps: list | None = None,
 ) -> Run:
-    """Create a run directory, whole, under ``runs/``."""
+    """Create a run directory, whole, under ``runs/``; `deps` (resolved
+    dependencies) are installed in it and recorded."""
     with whole_run_dir() as (run_id, tmp, final):
         tmp_run = assemble(
             tmp, Run(run_id, final), opdef, flags, user_flags, launcher,
             label=label, tags=tags, run_params=run_params, warn=warn,
         )
+        if deps:
+            from . import deps as depslib
+
+            tmp_run.write_attr("deps", depslib.install(deps, tmp), atomic=False)
         if staged:
             tmp_run.write_attr("started", util.now_micros(), atomic=False)
             _write_staged_env(tmp_run, tmp_run.get("env"))

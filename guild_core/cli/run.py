@@ -80,6 +80,7 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         return
     try:
         assigns = flagslib.parse_assigns(list(flags))
+        deps, dep_values = _dependencies(opdef.data.get("requires"), assigns, opdef.flagdefs)
         flag_vals, user_flags = flagslib.resolve_flag_values(opdef.flagdefs, assigns, force_flags)
     except FlagError as e:
         raise _flag_error(e, opdef.name) from None
@@ -107,12 +108,13 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         op = runner.op_data(opdef, launcher, script_in_run=True)
         click.echo(" ".join(shlex.quote(a) for a in runner.command(op, flag_vals)))
         return
+    resolved = _resolve(deps, dep_values, opdef.project_dir)
     action = "stage" if stage else "run"
-    if not yes and not confirm(_preview(f"You are about to {action} {opdef.name}", flag_vals)):
+    if not yes and not confirm(_preview(f"You are about to {action} {opdef.name}", flag_vals, resolved)):
         sys.exit(1)
     new_run = runner.create_run(
         opdef, flag_vals, user_flags, launcher,
-        label=label, tags=list(tags), run_params=run_params, staged=stage,
+        label=label, tags=list(tags), run_params=run_params, staged=stage, deps=resolved,
     )
     if stage:
         if not quiet:
@@ -205,11 +207,51 @@ def _flag_error(e: FlagError, op_name: str) -> GuildError:
     return e
 
 
-def _preview(header: str, flag_vals: dict) -> str:
+def _preview(header: str, flag_vals: dict, resolved=None) -> str:
     lines = [header]
     for name, val in sorted(flag_vals.items()):
         lines.append(f"  {name}: {flagslib.encode_value(val)}")
+    runs = [run for res in resolved or () for run in res.runs]
+    if runs:
+        from .runselect import format_preview
+
+        lines.append("  The following runs are selected:")
+        lines += ["  " + line for line in format_preview(runs)]
     return "\n".join(lines) + "\n" + "Continue?"
+
+
+def _dependencies(requires, assigns: dict, flagdefs: dict):
+    """An operation's dependencies, and the values given for them on the
+    command line (taken out of `assigns`: they choose runs, they are
+    not flags for the script)."""
+    if not requires:
+        return [], {}
+    from guild_core import deps as depslib
+    from guild_core.registry import Registry
+
+    kinds = set(Registry(plugin_manager()).resolvers())
+    deps = depslib.dependencies(requires, kinds)
+    values = {}
+    for dep in deps:
+        if dep.name in assigns and dep.name not in flagdefs:
+            values[dep.name] = assigns.pop(dep.name)
+    return deps, values
+
+
+def _resolve(deps, values: dict, project_dir):
+    """Resolve dependencies before anything is created: an unmet one is
+    an error and no run is left behind."""
+    if not deps:
+        return []
+    from guild_core import deps as depslib
+    from guild_core import select
+    from guild_core.registry import Registry
+
+    from .runselect import extensions
+
+    resolvers = {kind: entry.value for kind, entry in Registry(plugin_manager()).resolvers().items()}
+    ctx = depslib.Context(select.all_runs(), Path(project_dir), resolvers, extensions())
+    return depslib.resolve_all(deps, values, ctx, resolvers)
 
 
 def _help_optimizer(pm, name: str) -> str | None:

@@ -151,6 +151,16 @@ def info(run, deleted, archive, as_json, rf):
             click.echo("scalars:")
             for name, (sval, step) in val.items():
                 click.echo(f"  {name}: {sval:f} (step {step})")
+        elif key == "dependencies":
+            click.echo("dependencies:")
+            for name, sources in val.items():
+                click.echo(f"  {name}:")
+                for source in sources.values():
+                    config = source.get("config")
+                    runs = config if isinstance(config, list) else [config]
+                    click.echo(f"    uri: {source.get('uri')}")
+                    click.echo("    runs:" + "".join(f"\n    - {r}" for r in runs))
+                    click.echo("    paths:" + "".join(f"\n    - {p}" for p in source.get("paths") or []))
         else:
             click.echo(f"{key}: {'' if val is None else val}")
 
@@ -158,7 +168,7 @@ def info(run, deleted, archive, as_json, rf):
 def info_data(run: Run) -> dict:
     """``runs info`` fields, with Guild AI 0.9's keys and value shapes."""
     cmd = run.get("cmd") or []
-    return {
+    data = {
         "id": run.id,
         "operation": run.op_name,
         "from": run.project_dir or "",
@@ -177,3 +187,7 @@ def info_data(run: Run) -> dict:
         "flags": dict(sorted((run.get("flags") or {}).items())),
         "scalars": {k: [v, s] for k, (v, s) in sorted(run.last_scalars().items())},
     }
+    deps = run.get("deps")
+    if deps:
+        data["dependencies"] = deps
+    return data
