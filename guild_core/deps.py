@@ -92,6 +92,15 @@ def dependencies(requires: Any, kinds: set[str] | None = None) -> list[Dependenc
         if not isinstance(spec, dict):
             raise GuildError(f"unsupported dependency {spec!r}: expected a mapping such as 'operation: train'")
         kind = kind_of(spec, kinds or set(BASE_KINDS))
+        if kind in BASE_KINDS:
+            # A key no resolver claims is most likely a plugin's that is
+            # not installed or disabled: ignoring it would select other runs.
+            unknown = [str(k) for k in spec if k not in DEP_KEYS]
+            if unknown:
+                raise GuildError(
+                    f"unsupported dependency attribute '{unknown[0]}' "
+                    "(no resolver plugin handles it; see 'guild plugins')"
+                )
         deps.append(Dependency(spec, _dep_name(spec, kind), kind))
     names = [d.name for d in deps]
     for name in names:
@@ -236,6 +245,18 @@ def install(resolved: list[Resolved], run_dir: Path) -> dict[str, Any]:
     return attr
 
 
+def reinstall(run: Run, resolved: list[Resolved]) -> None:
+    """Replace what a run's dependencies installed before (on restart):
+    the old links, copies and guild-runs.json go, the new ones come."""
+    for sources in (run.get("deps") or {}).values():
+        for source in (sources or {}).values():
+            for rel in source.get("paths") or [] if isinstance(source, dict) else []:
+                path = run.path / rel
+                if path.is_symlink() or path.is_file():
+                    path.unlink()
+    run.write_attr("deps", install(resolved, run.path))
+
+
 def _link_runs(runs: list[Run], target: Path, run_dir: Path) -> list[str]:
     runs_root = home.runs_dir()
     entries = []
@@ -288,9 +309,14 @@ def _install_files(run: Run, spec: dict[str, Any], target: Path, run_dir: Path) 
         raise GuildError(f"invalid select pattern in dependency '{spec}': {e}") from None
     renames = _renames(spec.get("rename"))
     copy = spec.get("target-type") == "copy"
+    # Without `select`, what the run made: not the project's source code
+    # it was run with (the new run has its own snapshot).
+    skip = set() if compiled else _sourcecode_files(run)
     paths = []
     for rel in _run_files(run.path):
         if compiled and not any(p.fullmatch(rel) for p in compiled):
+            continue
+        if rel in skip:
             continue
         dest_rel = rel
         for pattern, repl in renames:
@@ -308,6 +334,25 @@ def _install_files(run: Run, spec: dict[str, Any], target: Path, run_dir: Path) 
     if compiled and not paths:
         raise GuildError(f"run {run.short_id} has no file matching {', '.join(patterns)}")
     return paths
+
+
+def _sourcecode_files(run: Run) -> set[str]:
+    """The source-code snapshot's files, from the run's manifest."""
+    try:
+        lines = run.guild_path("manifest").read_text().splitlines()
+    except OSError:
+        return set()
+    import shlex
+
+    out = set()
+    for line in lines:
+        try:
+            parts = shlex.split(line)
+        except ValueError:
+            continue
+        if len(parts) >= 2 and parts[0] == "s":
+            out.add(parts[1])
+    return out
 
 
 def _run_files(root: Path) -> list[str]:

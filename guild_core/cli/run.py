@@ -181,14 +181,26 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
     }
     try:
         assigns = flagslib.parse_assigns(flags)
+        deps, dep_values = _dependencies(op.get("requires"), assigns, flagdefs)
         flag_vals, new_user_flags = flagslib.resolve_flag_values(flagdefs, assigns, force_flags)
     except FlagError as e:
         raise _flag_error(e, run.op_name) from None
     if print_cmd:
         click.echo(" ".join(shlex.quote(a) for a in runner.command(op, flag_vals)))
         return
-    if not yes and not confirm(_preview(f"You are about to start {run.id} ({run.op_name})", flag_vals)):
+    resolved = []
+    if deps and (dep_values or not batch_opts.get("needed")):
+        # Resolved again, so runs that match now join; a value given
+        # before (ids, `where ...`) is kept unless a new one is given.
+        for name, value in _recorded_dep_values(run).items():
+            dep_values.setdefault(name, value)
+        resolved = _resolve(deps, dep_values, run.project_dir or ".")
+    if not yes and not confirm(_preview(f"You are about to start {run.id} ({run.op_name})", flag_vals, resolved)):
         sys.exit(1)
+    if resolved:
+        from guild_core import deps as depslib
+
+        depslib.reinstall(run, resolved)
     if assigns or label is not None:
         user_flags = {**(run.get("user_flags") or {}), **new_user_flags}
         runner.update_flags(run, flag_vals, user_flags, label)
@@ -236,6 +248,15 @@ def _dependencies(requires, assigns: dict, flagdefs: dict):
         if dep.name in assigns and dep.name not in flagdefs:
             values[dep.name] = assigns.pop(dep.name)
     return deps, values
+
+
+def _recorded_dep_values(run) -> dict:
+    values = {}
+    for name, sources in (run.get("deps") or {}).items():
+        for source in (sources or {}).values():
+            if isinstance(source, dict) and source.get("value") is not None:
+                values[name] = source["value"]
+    return values
 
 
 def _resolve(deps, values: dict, project_dir):

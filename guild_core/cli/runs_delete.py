@@ -38,6 +38,7 @@ def delete(runs, permanent, force, yes, rf):
             f"cannot delete running run(s) {ids}",
             "Stop them first ('guild stop') or use --force to stop and delete them.",
         )
+    _warn_dependents(selected)
     if permanent:
         confirm_runs(
             selected,
@@ -56,6 +57,18 @@ def delete(runs, permanent, force, yes, rf):
             runner.stop(run)
     count = store.delete(selected, permanent)
     click.echo(f"Deleted {count} run(s)", err=True)
+
+
+def _warn_dependents(selected) -> None:
+    """Runs that depend on a run being deleted keep links to it that
+    would point at nothing: say so before asking."""
+    from guild_core import deps, select
+
+    ids = {run.id for run in selected}
+    others = [run for run in select.all_runs() if run.id not in ids]
+    for run_id, users in deps.dependents(ids, others).items():
+        names = ", ".join(f"{u.short_id} ({u.op_name})" for u in users)
+        click.echo(f"WARNING: run {run_id[:8]} is a dependency of {names}", err=True)
 
 
 @click.command("restore")
