@@ -264,6 +264,10 @@ class ResolveContext(Protocol):
     :ivar runs: every run in the store, newest first.
     :ivar select: ``select(expr, runs) -> list[Run]`` applies a filter
         expression of the filter language.
+    :ivar resolve: ``resolve(spec, value) -> list[Run]`` resolves another
+        dependency mapping through the registered resolvers, so a kind
+        may narrow what a base kind selects (``best`` ranks what
+        ``operation: train`` with ``multi-run: yes`` would select).
     :ivar project_dir: the directory of the operation being run.
     """
 
@@ -271,6 +275,8 @@ class ResolveContext(Protocol):
     project_dir: Path
 
     def select(self, expr: str, runs: list["Run"]) -> list["Run"]: ...
+
+    def resolve(self, spec: dict[str, Any], value: str | None) -> list["Run"]: ...
 
 
 class RegisterResolver(Protocol):
@@ -287,7 +293,10 @@ def guild_register_resolvers(register: RegisterResolver) -> None:
 
     Call ``register(kind, resolve)``. A dependency in guild.yml's
     ``requires:`` is handled by the resolver whose `kind` is one of its
-    keys (``operation``, ``multi-run``, ``best``...).
+    keys: a plugin kind (``best``) before the base kinds ``multi-run``,
+    ``run`` and ``operation``. A plugin kind selects many runs (linked by
+    id, listed in ``guild-runs.json``) unless the dependency says
+    ``multi-run: no``.
     ``resolve(dep, value, ctx)`` receives the dependency mapping, the
     value given on the command line for it (``None`` when not given),
     and a `ResolveContext`; it returns the selected runs (one for a
