@@ -116,7 +116,8 @@ def kind_of(spec: dict[str, Any], kinds: set[str]) -> str:
     for key in spec:
         if key in kinds and key not in BASE_KINDS:
             return key
-    if "multi-run" in spec and not isinstance(spec["multi-run"], bool) and spec["multi-run"] not in ("yes", "no"):
+    multi = spec.get("multi-run")
+    if "multi-run" in spec and not isinstance(multi, bool) and str(multi).lower() not in ("yes", "no", "true", "false"):
         return "multi-run"
     for key in ("run", "operation"):
         if key in spec:
@@ -144,8 +145,13 @@ def _dep_name(spec: dict[str, Any], kind: str) -> str:
     op = spec.get("operation")
     if op:
         return str(op).rsplit(":", 1)[-1]
-    named = bare_operation(spec.get(kind))
-    return named.rsplit(":", 1)[-1] if named else kind
+    # A base spelling names it (`run: train` is `train`); a plugin kind's
+    # own value (`best: 3`) never does.
+    for key in ("run", "multi-run"):
+        named = bare_operation(spec.get(key)) if key in spec else None
+        if named and named.lower() not in ("yes", "no", "true", "false"):
+            return named.rsplit(":", 1)[-1]
+    return kind
 
 
 # ---------------------------------------------------------------------

@@ -350,3 +350,21 @@ def test_third_party_resolver(guild_home, project, tmp_path):
     linked = {p.name for p in old.path.iterdir() if p.is_symlink()}
     xs = sorted(Run.for_dir(guild_home / "runs" / i).get("flags")["x"] for i in linked)
     assert xs == [1, 2]
+
+
+def test_dependency_names(guild_home):
+    from guild_core.deps import dependencies
+
+    kinds = {"operation", "run", "multi-run", "best"}
+    specs = [
+        {"operation": "train"},
+        {"run": "prep"},
+        {"multi-run": "eval", "best": 2},
+        {"multi-run": "loss < 1 and operation = x"},
+        {"operation": "m:fit", "multi-run": "true"},
+        {"run": "train", "name": "model"},
+    ]
+    deps = dependencies(specs, kinds)
+    assert [d.name for d in deps] == ["train", "prep", "eval", "multi-run", "fit", "model"]
+    assert [d.kind for d in deps] == ["operation", "run", "best", "multi-run", "operation", "run"]
+    assert [d.multi for d in deps] == [False, False, True, True, True, False]

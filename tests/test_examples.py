@@ -34,3 +34,37 @@ def test_quickstart(sh, guild_home, tmp_path, monkeypatch):
     info = json.loads(sh("runs", "info", "--json").output)
     assert info["flags"] == {"samples": 10, "scale": 2.5, "name": "small"}
     assert info["operation"] == "prepare"
+
+
+def test_summary(sh, guild_home, tmp_path, monkeypatch):
+    """The README's summary tour: trials, a summary of all of them, the
+    best two, and a selection made on the command line."""
+    project = tmp_path / "summary"
+    shutil.copytree(EXAMPLES / "summary", project)
+    monkeypatch.chdir(project)
+    assert sh("run", "train", "lr=[0.01,0.05,0.1,0.5]", "-y").exit_code == 0
+    preview = sh("run", "summary", input="n\n")
+    assert preview.exit_code == 1
+    assert preview.output.count("  train  ") == 4
+    assert "The following runs are selected:" in preview.output
+    ran = sh("run", "summary", "-y")
+    assert ran.exit_code == 0, ran.stderr
+    assert "runs: 4\n" in ran.output
+    summary = json.loads(sh("runs", "info", "--json").output)
+    run_dir = Path(summary["run_dir"])
+    rows = (run_dir / "summary.csv").read_text().splitlines()
+    assert rows[0] == "run,lr,loss,model" and len(rows) == 5
+    entries = json.loads((run_dir / "guild-runs.json").read_text())
+    for entry in entries:
+        assert (run_dir / entry["id"]).is_symlink()
+        upstream = json.loads(sh("runs", "info", entry["id"], "--json").output)
+        assert entry["flags"] == upstream["flags"]
+        assert abs(entry["scalars"]["loss"]["last"] - upstream["scalars"]["loss"][0]) < 1e-9
+    best_loss = min(e["scalars"]["loss"]["last"] for e in entries)
+    assert abs(summary["scalars"]["best_loss"][0] - best_loss) < 1e-6
+    best = sh("run", "best", "-y")
+    assert best.exit_code == 0, best.stderr
+    assert "runs: 2\n" in best.output
+    chosen = sh("run", "summary", "train=where lr < 0.2", "-y")
+    assert chosen.exit_code == 0, chosen.stderr
+    assert "runs: 3\n" in chosen.output
