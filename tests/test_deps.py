@@ -243,11 +243,13 @@ def test_bad_selections_are_errors_naming_them(cli, guild_home, four):
         (["train=where x <"], "syntax error in filter at position"),
         (["train=where x > 100"], "no runs selected (set 'min: 0' to allow none)"),
     ]
-    # An ambiguous prefix: the empty-ish prefix shared by two runs.
-    ids = [r.id for r in four.values()]
-    shared = next((a[:1] for a in ids if sum(b[:1] == a[:1] for b in ids) > 1 and not a[:1].isdigit()), None)
-    if shared:
-        cases.append(([f"train={shared}"], f"'{shared}' matches"))
+    # An ambiguous prefix: two copies of a run whose ids share one.
+    import shutil
+
+    for suffix in ("1", "2"):
+        shutil.copytree(four[1].path, guild_home / "runs" / ("abcdef" + "0" * 25 + suffix))
+    before = run_ids(guild_home)
+    cases.append((["train=abcdef"], "'abcdef' matches 2 runs"))
     for args, message in cases:
         out = cli("run", "seed-multi", *args, "-y")
         assert out.exit_code == 1, args
