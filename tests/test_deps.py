@@ -370,3 +370,15 @@ def test_dependency_names(guild_home):
     assert [d.name for d in deps] == ["train", "prep", "eval", "multi-run", "fit", "model"]
     assert [d.kind for d in deps] == ["operation", "run", "best", "multi-run", "operation", "run"]
     assert [d.multi for d in deps] == [False, False, True, True, True, False]
+
+
+def test_batch_trials_get_the_dependencies(cli, guild_home, four):
+    proj_yml = GUILD_YML + "\nsweep:\n  main: guild.pass\n  flags:\n    k: 1\n  requires:\n    - multi-run: train\n"
+    Path = __import__("pathlib").Path
+    Path("guild.yml").write_text(proj_yml)
+    out = cli("run", "sweep", "k=[1,2]", "-y")
+    assert out.exit_code == 0, out.stderr
+    trials = [Run.for_dir(p) for p in (guild_home / "runs").iterdir() if Run.for_dir(p).op_name == "sweep"]
+    assert len(trials) == 2
+    for trial in trials:
+        assert sorted(p.name for p in trial.path.iterdir() if p.is_symlink()) == sorted(four[x].id for x in (1, 2, 4))

@@ -41,9 +41,10 @@ class BatchArgs:
         )
 
 
-def run_batch(opdef, flag_vals, user_flags, args: BatchArgs, *, yes, stage, quiet, run_params, existing=None):
+def run_batch(opdef, flag_vals, user_flags, args: BatchArgs, *, yes, stage, quiet, run_params, existing=None, deps=None):
     """Plan, preview and run a batch. `existing` is the batch run being
-    restarted, if any."""
+    restarted, if any; `deps` are the resolved dependencies every trial
+    gets."""
     from guild_core.registry import Registry
 
     pm = plugin_manager()
@@ -118,18 +119,18 @@ def run_batch(opdef, flag_vals, user_flags, args: BatchArgs, *, yes, stage, quie
             click.echo(f"{batch_name} staged as {batch.id}")
             click.echo(f"To start the operation, use 'guild run --start {batch.id}'")
         return
-    exit_status = _drive(batch, opdef, user_flags, varying, pm, args, trials, optimizer, objective, max_trials, space)
+    exit_status = _drive(batch, opdef, user_flags, varying, pm, args, trials, optimizer, objective, max_trials, space, deps)
     if exit_status:
         sys.exit(1 if exit_status > 0 else 128 - exit_status)
 
 
-def _drive(batch, opdef, user_flags, varying, pm, args, trials, optimizer, objective, max_trials, space) -> int:
+def _drive(batch, opdef, user_flags, varying, pm, args, trials, optimizer, objective, max_trials, space, deps=None) -> int:
     from guild_core import plugins, runner
 
     def make_trial(flags, staged):
         launcher = flags_launcher(pm, opdef.flags_dest) if flags else None
         trial_user = {n: v for n, v in flags.items() if n in user_flags}
-        return runner.create_run(opdef, flags, trial_user, launcher, staged=staged)
+        return runner.create_run(opdef, flags, trial_user, launcher, staged=staged, deps=deps)
 
     def start(run):
         return runner.start(

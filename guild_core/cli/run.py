@@ -98,7 +98,9 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
     if _wants_batch(batch_opts) or _is_batch(flag_vals, user_flags, opdef.flagdefs):
         from guild_core.cli.batch import BatchArgs, run_batch
 
-        run_batch(opdef, flag_vals, user_flags, BatchArgs(**batch_opts), yes=yes, stage=stage, quiet=quiet, run_params=run_params)
+        # One selection for every trial, made before the batch exists.
+        resolved = _resolve(deps, dep_values, opdef.project_dir)
+        run_batch(opdef, flag_vals, user_flags, BatchArgs(**batch_opts), yes=yes, stage=stage, quiet=quiet, run_params=run_params, deps=resolved)
         return
     # With no flag values to deliver, the script runs as it is: a launcher
     # would only add its own start-up.
