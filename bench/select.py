@@ -20,13 +20,19 @@ from __future__ import annotations
 import os
 import sys
 
-# This file is named select.py, as the issue asks; run as a script its
-# folder comes first on sys.path and would shadow the standard library's
-# `select` (which subprocess needs).
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)
+# This file is named select.py, so with bench/ first on sys.path (any
+# script run from here) it shadows the standard library's `select`, which
+# subprocess needs. Take bench/ off the path; when imported as `select`,
+# hand the importer the real module instead of this one.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+if __name__ == "select":
+    import importlib
 
-import shutil
+    del sys.modules["select"]
+    sys.modules["select"] = importlib.import_module("select")
+
+import shutil  # noqa: E402
 import statistics
 import subprocess
 import tempfile
