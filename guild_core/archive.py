@@ -3,7 +3,8 @@
 Symbolic links are stored as links (Unix mode S_IFLNK, the target as
 the entry's data) and come back as links. Reading an archive checks
 every entry first: one that would land outside its run directory (an
-absolute path, a ``..`` part, a link pointing out) refuses the whole
+absolute path, a ``..`` part, an entry under a link, a link pointing
+anywhere but into its own run or a sibling run) refuses the whole
 archive, naming the entry, before anything is written.
 """
 
@@ -131,12 +132,11 @@ def _check_entry(path: Path, info: zipfile.ZipInfo, zf: zipfile.ZipFile, links: 
 
 def link_stays_in(run_id: str, link_dir: str, target: str) -> bool:
     """Whether a link in `link_dir` (a posix path starting with the run
-    id) to `target` points inside its run, or at a sibling run as a
-    batch links its trials (``../RUN_ID``)."""
+    id) to `target`, a relative path, points inside its run or into a
+    sibling run: a batch links its trials (``../RUN_ID``), a summary its
+    runs, a dependency their files (``../RUN_ID/model.txt``)."""
     if target.startswith("/"):
         return False
     resolved = posixpath.normpath(posixpath.join(link_dir, target))
     head = resolved.split("/")[0]
-    if head == run_id:
-        return True
-    return resolved == head and RUN_ID_P.match(head) is not None
+    return head == run_id or RUN_ID_P.match(head) is not None

@@ -269,7 +269,10 @@ def _link_runs(runs: list[Run], target: Path, run_dir: Path) -> list[str]:
     paths = []
     for run in runs:
         link = target / run.id
-        os.symlink(str(runs_root / run.id), link)
+        # Relative, as a batch links its trials, so the links survive a
+        # moved Guild home and export/import with the runs they name. The
+        # run being assembled lies directly under runs/, as it will.
+        os.symlink(os.path.relpath(runs_root / run.id, link.parent), link)
         paths.append(os.path.relpath(link, run_dir))
         entries.append(run_entry(run))
     manifest = target / "guild-runs.json"
@@ -335,7 +338,7 @@ def _install_files(run: Run, spec: dict[str, Any], target: Path, run_dir: Path) 
         if copy:
             shutil.copy2(src, dest)
         else:
-            os.symlink(str(src), dest)
+            os.symlink(os.path.relpath(src, dest.parent), dest)
         paths.append(os.path.relpath(dest, run_dir))
     if compiled and not paths:
         raise GuildError(f"run {run.short_id} has no file matching {', '.join(patterns)}")

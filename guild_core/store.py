@@ -152,7 +152,7 @@ def transfer(
 
 def check_links(run: Run) -> None:
     """Refuse a run whose symbolic links point outside its directory
-    (other than at a sibling run, as a batch links its trials): the
+    (other than into a sibling run, as batches and summaries link): the
     archive would reach into the importing system."""
     from .archive import link_stays_in
 

@@ -112,7 +112,8 @@ def test_operation_dep_links_selected_files(cli, guild_home, proj):
     upstream = newest(guild_home, "train")
     linked = pick.path / "up" / "backup.txt"
     assert linked.is_symlink() and linked.read_text() == "2"
-    assert os.readlink(linked) == str(upstream.path / "model.txt")
+    assert os.readlink(linked) == "../../" + upstream.id + "/model.txt"
+    assert linked.resolve() == (upstream.path / "model.txt").resolve()
     assert not (pick.path / "up" / "train.py").exists()
     deps = info(cli, pick.id)["dependencies"]
     assert deps == {
@@ -189,7 +190,8 @@ def test_summary_links_runs_and_writes_guild_runs_json(cli, guild_home, four):
     summary = newest(guild_home, "summary")
     for run in completed:
         link = summary.path / run.id
-        assert link.is_symlink() and os.readlink(link) == str(guild_home / "runs" / run.id)
+        assert link.is_symlink() and os.readlink(link) == f"../{run.id}"
+        assert link.resolve() == (guild_home / "runs" / run.id).resolve()
     entries = json.loads((summary.path / "guild-runs.json").read_text())
     assert [e["id"] for e in entries] == [r.id for r in completed]
     for entry in entries:
@@ -382,3 +384,16 @@ def test_batch_trials_get_the_dependencies(cli, guild_home, four):
     assert len(trials) == 2
     for trial in trials:
         assert sorted(p.name for p in trial.path.iterdir() if p.is_symlink()) == sorted(four[x].id for x in (1, 2, 4))
+
+
+def test_summary_exports_and_imports_with_its_runs(cli, guild_home, four, tmp_path):
+    cli("run", "summary", "-y")
+    summary = newest(guild_home, "summary")
+    zpath = tmp_path / "all.zip"
+    assert cli("export", str(zpath), "-y").exit_code == 0
+    cli("runs", "delete", "-p", "-y")
+    out = cli("import", str(zpath), "-y")
+    assert out.exit_code == 0, out.stderr
+    for x in (1, 2, 4):
+        link = summary.path / four[x].id
+        assert link.is_symlink() and (link / "model.txt").read_text() == str(x)
