@@ -397,3 +397,14 @@ def test_summary_exports_and_imports_with_its_runs(cli, guild_home, four, tmp_pa
     for x in (1, 2, 4):
         link = summary.path / four[x].id
         assert link.is_symlink() and (link / "model.txt").read_text() == str(x)
+
+
+def test_batch_preview_lists_the_selected_runs(cli, guild_home, four):
+    from pathlib import Path
+
+    Path("guild.yml").write_text(GUILD_YML + "\nsweep:\n  main: guild.pass\n  flags:\n    k: 1\n  requires:\n    - multi-run: train\n")
+    out = cli("run", "sweep", "k=[1,2]", input="n\n")
+    assert out.exit_code == 1
+    assert "The following runs are selected (for every trial):" in out.output
+    for x in (1, 2, 4):
+        assert f"[{four[x].short_id}]  train" in out.output

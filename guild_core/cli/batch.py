@@ -101,7 +101,7 @@ def run_batch(opdef, flag_vals, user_flags, args: BatchArgs, *, yes, stage, quie
             for line in batchlib.trials_table(trials):
                 click.echo(line)
         return
-    if not yes and not confirm(_preview(opdef.name, opt_name, trials, max_trials, objective, minimize, user_flags, space, opt_flags, stage)):
+    if not yes and not confirm(_preview(opdef.name, opt_name, trials, max_trials, objective, minimize, user_flags, space, opt_flags, stage, deps)):
         sys.exit(1)
     if existing is None:
         batch = batchlib.create_batch(
@@ -301,7 +301,7 @@ def _save_trials(reg, path: str, trials) -> None:
     fmt.write(Path(path), trials)
 
 
-def _preview(op_name, opt_name, trials, max_trials, objective, minimize, user_flags, space, opt_flags, stage) -> str:
+def _preview(op_name, opt_name, trials, max_trials, objective, minimize, user_flags, space, opt_flags, stage, deps=None) -> str:
     action = "stage" if stage else "run"
     if opt_name is None:
         n = len(trials)
@@ -323,4 +323,10 @@ def _preview(op_name, opt_name, trials, max_trials, objective, minimize, user_fl
         lines.append("Optimizer flags:")
         for name, val in sorted(opt_flags.items()):
             lines.append(f"  {name}: {flagslib.encode_value(val)}")
+    runs = [run for res in deps or () for run in res.runs]
+    if runs:
+        from .runselect import format_preview
+
+        lines.append("  The following runs are selected (for every trial):")
+        lines += ["  " + line for line in format_preview(runs)]
     return "\n".join(lines) + "\nContinue?"
