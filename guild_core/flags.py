@@ -248,6 +248,31 @@ def _type_desc(flag_type: str | None) -> str:
     }.get(flag_type or "", f"a {flag_type} value")
 
 
+_REF_P = re.compile(r"\$\{([^}]+)\}")
+
+
+def format_label(template: str | None, flags: dict[str, Any], values: dict[str, str] | None = None) -> str:
+    """A run label: `template` with ``${flag}``, ``${default_label}``
+    (every set flag as ``name=value``) and any of `values` (``label``,
+    the current label, for ``runs label``) filled in; unknown names are
+    empty. No template: the default label."""
+    base = flag_label({k: v for k, v in flags.items() if v is not None})
+    if not template:
+        return base
+
+    def repl(m):
+        name = m.group(1)
+        if values and name in values:
+            return values[name]
+        if name == "default_label":
+            return base
+        if name in flags:
+            return encode_value(flags[name])
+        return ""
+
+    return _REF_P.sub(repl, template).strip()
+
+
 def flag_label(flags: dict[str, Any], names: list[str] | None = None) -> str:
     """Guild's default run label: ``x=0.1 y=2 z=a`` for the given names
     (all flags when `names` is None), sorted by name."""

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from . import home, util
 from .errors import GuildError
-from .flags import encode_value, flag_label
+from .flags import encode_value, format_label
 from .opdef import OpDef
 from .run import Run, new_run_id
 from . import sourcecode as sourcecodelib
@@ -162,30 +162,12 @@ def run_env(run: Run, op: dict[str, Any], flags: dict[str, Any]) -> dict[str, st
     return env
 
 
-def default_label(template: str | None, flags: dict[str, Any]) -> str:
-    """Guild's label: the template with ``${flag}`` and ``${default_label}``
-    filled in, else every flag as ``name=value``."""
-    base = flag_label({k: v for k, v in flags.items() if v is not None})
-    if not template:
-        return base
-
-    def repl(m):
-        name = m.group(1)
-        if name == "default_label":
-            return base
-        if name in flags:
-            return encode_value(flags[name])
-        return ""
-
-    return _REF_P.sub(repl, template).strip()
-
-
 def _run_label(label: str | None, template: str | None, flags: dict[str, Any]) -> str:
     """``-l LABEL`` is itself a template (``lr=${lr}``); without it, the
     operation's label template or the flag label."""
     if label is not None:
-        return default_label(label, flags) if label else ""
-    return default_label(template, flags)
+        return format_label(label, flags) if label else ""
+    return format_label(template, flags)
 
 
 # ---------------------------------------------------------------------

@@ -7,14 +7,12 @@ import re
 
 import click
 
+from guild_core import flags as flagslib
 from guild_core import util
 from guild_core.errors import GuildError
-from guild_core.flags import encode_value, flag_label
 from guild_core.run import Run
 
 from .runselect import confirm_runs, filter_options, selected_runs
-
-_REF_P = re.compile(r"\$\{([^}]+)\}")
 
 
 def _runs_or_latest(rf, runs) -> list[Run]:
@@ -34,21 +32,9 @@ def _exclusive(**opts) -> None:
 
 
 def format_label(template: str, run: Run) -> str:
-    """`template` with ``${flag}``, ``${label}`` (the current label) and
-    ``${default_label}`` (every flag as name=value) filled in."""
-    flags = run.get("flags") or {}
-
-    def repl(m):
-        name = m.group(1)
-        if name == "label":
-            return run.get("label") or ""
-        if name == "default_label":
-            return flag_label({k: v for k, v in flags.items() if v is not None})
-        if name in flags:
-            return encode_value(flags[name])
-        return ""
-
-    return _REF_P.sub(repl, template).strip()
+    """`template` with the run's flags, ``${default_label}`` and
+    ``${label}`` (its current label) filled in."""
+    return flagslib.format_label(template, run.get("flags") or {}, {"label": run.get("label") or ""})
 
 
 def _remove_parts(parts, label: str) -> str:
