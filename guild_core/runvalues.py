@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from . import util
 from .run import Run
@@ -78,7 +78,7 @@ class RunValues:
         self.run = run
         self._now = now
         self._scalars: dict[str, TagSummary] | None = None
-        self._attrs: dict[str, Any] | None = None
+        self._attrs: dict[str, Any] = {}
         self._flags: dict[str, Any] | None = None
 
     def scalars(self) -> dict[str, TagSummary]:
@@ -103,35 +103,60 @@ class RunValues:
         return self._flags.get(name)
 
     def attr(self, name: str) -> Any:
-        if self._attrs is None:
-            self._attrs = self._computed_attrs()
-        if name in self._attrs:
+        try:
             return self._attrs[name]
-        if "/" in name or name.startswith(".") or name in ("flags", "attrs"):
-            return None
-        return self.run.get(name)
+        except KeyError:
+            pass
+        compute = _COMPUTED.get(name)
+        if compute is not None:
+            val = compute(self)
+        elif "/" in name or name.startswith(".") or name in ("flags", "attrs"):
+            val = None
+        else:
+            val = self.run.get(name)
+        self._attrs[name] = val
+        return val
 
-    def _computed_attrs(self) -> dict[str, Any]:
-        run = self.run
-        opref = run.opref
-        started = run.get("started")
-        stopped = run.get("stopped")
-        status = run.status
-        digest = run.get("sourcecode_digest")
-        return {
-            "id": run.id,
-            "run": run.short_id,
-            "short_id": run.short_id,
-            "model": opref.model if opref else None,
-            "operation": run.op_name,
-            "op": opref.op if opref else None,
-            "from": util.format_dir(opref.location) if opref else None,
-            "sourcecode": digest[:8] if isinstance(digest, str) and digest else None,
-            "started": _timestamp(started),
-            "stopped": _timestamp(stopped),
-            "status": status,
-            "time": run_duration(status, started, stopped, self._now),
-        }
+
+def _opref_part(part: str):
+    def get(rv: RunValues) -> Any:
+        opref = rv.run.opref
+        return getattr(opref, part) if opref else None
+
+    return get
+
+
+def _from(rv: RunValues) -> Any:
+    opref = rv.run.opref
+    return util.format_dir(opref.location) if opref else None
+
+
+def _sourcecode(rv: RunValues) -> Any:
+    digest = rv.run.get("sourcecode_digest")
+    return digest[:8] if isinstance(digest, str) and digest else None
+
+
+def _time(rv: RunValues) -> Any:
+    run = rv.run
+    return run_duration(run.status, run.get("started"), run.get("stopped"), rv._now)
+
+
+# Guild AI 0.9's computed attributes, each read only when asked for: a
+# filter on a scalar must not pay for a run's status or source digest.
+_COMPUTED: dict[str, Callable[[RunValues], Any]] = {
+    "id": lambda rv: rv.run.id,
+    "run": lambda rv: rv.run.short_id,
+    "short_id": lambda rv: rv.run.short_id,
+    "model": _opref_part("model"),
+    "operation": lambda rv: rv.run.op_name,
+    "op": _opref_part("op"),
+    "from": _from,
+    "sourcecode": _sourcecode,
+    "started": lambda rv: _timestamp(rv.run.get("started")),
+    "stopped": lambda rv: _timestamp(rv.run.get("stopped")),
+    "status": lambda rv: rv.run.status,
+    "time": _time,
+}
 
 
 def _timestamp(micros: Any) -> str | None:
