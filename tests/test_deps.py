@@ -408,3 +408,13 @@ def test_batch_preview_lists_the_selected_runs(cli, guild_home, four):
     assert "The following runs are selected (for every trial):" in out.output
     for x in (1, 2, 4):
         assert f"[{four[x].short_id}]  train" in out.output
+
+
+def test_help_op_lists_dependencies(cli, proj):
+    out = cli("run", "summary", "--help-op")
+    assert out.exit_code == 0
+    assert out.output.endswith(
+        'Dependencies (choose runs with NAME=RUN, or NAME="where EXPR" for many):\n'
+        "  train  operation:train (many runs)\n"
+    )
+    assert "  good  multi-run:operation = train and loss < 0.5 (many runs)" in cli("run", "seed-expr", "--help-op").output

@@ -303,7 +303,19 @@ def _help_op(opdef) -> str:
     if opdef.description:
         lines += [opdef.description, ""]
     lines += ["Use 'guild run --help' for a list of options.", ""]
-    return "\n".join(lines + _flags_help(opdef.flagdefs, "Flags:"))
+    lines += _flags_help(opdef.flagdefs, "Flags:")
+    requires = opdef.data.get("requires") if opdef.data else None
+    if requires:
+        from guild_core import deps as depslib
+        from guild_core.registry import Registry
+
+        deps = depslib.dependencies(requires, set(Registry(plugin_manager()).resolvers()))
+        lines += ["", "Dependencies (choose runs with NAME=RUN, or NAME=\"where EXPR\" for many):"]
+        width = max(len(d.name) for d in deps)
+        for dep in deps:
+            many = " (many runs)" if dep.multi else ""
+            lines.append(f"  {dep.name.ljust(width)}  {dep.uri}{many}")
+    return "\n".join(lines)
 
 
 def _flags_help(flagdefs, title: str) -> list[str]:
