@@ -84,10 +84,12 @@ def _list(all_, more, deleted, archive, as_json, rf):
         )
 
 
-def format_list(runs_: list[Run]) -> list[str]:
+def format_list(runs_: list[Run], indexed: bool = True) -> list[str]:
+    """Guild AI's run rows: ``[INDEX:id8]  op  started  status  label``;
+    without `indexed`, ``[id8]`` as previews show them."""
     rows = [
         [
-            f"[{i}:{run.short_id}]",
+            f"[{i}:{run.short_id}]" if indexed else f"[{run.short_id}]",
             op_desc(run),
             util.format_timestamp(run.get("started")),
             run.status,

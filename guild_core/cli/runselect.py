@@ -176,16 +176,10 @@ def selected_run(
 
 
 def format_preview(runs: list[Run]) -> list[str]:
-    """Guild AI's preview rows: ``[id8]  op  started  status  label``."""
-    from guild_core import util
+    """Guild AI's preview rows, indented: ``[id8]  op  started  status  label``."""
+    from .runs import format_list
 
-    from .runs import op_desc
-
-    rows = [
-        [f"[{run.short_id}]", op_desc(run), util.format_timestamp(run.get("started")), run.status, run.get("label") or ""]
-        for run in runs
-    ]
-    return ["  " + line for line in util.table(rows)]
+    return ["  " + line for line in format_list(runs, indexed=False)]
 
 
 def confirm_runs(runs: list[Run], preview: str, prompt: str, yes: bool, default: bool = True) -> None:
