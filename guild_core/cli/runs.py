@@ -11,6 +11,7 @@ import click
 from guild_core import util
 from guild_core.run import Run
 
+from .common import printable
 from .runselect import filter_options, filtered_runs, selected_run
 
 RUNS_PER_GROUP = 20
@@ -86,14 +87,16 @@ def _list(all_, more, deleted, archive, as_json, rf):
 
 def format_list(runs_: list[Run], indexed: bool = True) -> list[str]:
     """Guild AI's run rows: ``[INDEX:id8]  op  started  status  label``;
-    without `indexed`, ``[id8]`` as previews show them."""
+    without `indexed`, ``[id8]`` as previews show them. Control
+    characters in a cell are escaped (`printable`), so a label cannot
+    break a row or reach the terminal as an escape sequence."""
     rows = [
         [
             f"[{i}:{run.short_id}]" if indexed else f"[{run.short_id}]",
-            op_desc(run),
+            printable(op_desc(run)),
             util.format_timestamp(run.get("started")),
-            run.status,
-            run.get("label") or "",
+            printable(run.status),
+            printable(run.get("label") or ""),
         ]
         for i, run in enumerate(runs_, 1)
     ]
@@ -140,31 +143,33 @@ def info(run, deleted, archive, as_json, rf):
     if as_json:
         click.echo(json.dumps(data))
         return
+    # Every value (and name) is escaped with `printable`: one line each.
+    p = printable
     for key, val in data.items():
         if key == "tags":
-            click.echo("tags:" + "".join(f"\n  - {t}" for t in val))
+            click.echo("tags:" + "".join(f"\n  - {p(t)}" for t in val))
         elif key == "flags":
             click.echo("flags:")
             from guild_core.flags import encode_value
 
             for name, fval in val.items():
-                click.echo(f"  {name}: {encode_value(fval)}")
+                click.echo(f"  {p(name)}: {p(encode_value(fval))}")
         elif key == "scalars":
             click.echo("scalars:")
             for name, (sval, step) in val.items():
-                click.echo(f"  {name}: {sval:f} (step {step})")
+                click.echo(f"  {p(name)}: {sval:f} (step {step})")
         elif key == "dependencies":
             click.echo("dependencies:")
             for name, sources in val.items():
-                click.echo(f"  {name}:")
+                click.echo(f"  {p(name)}:")
                 for source in sources.values():
                     config = source.get("config")
                     runs = config if isinstance(config, list) else [config]
-                    click.echo(f"    uri: {source.get('uri')}")
-                    click.echo("    runs:" + "".join(f"\n    - {r}" for r in runs))
-                    click.echo("    paths:" + "".join(f"\n    - {p}" for p in source.get("paths") or []))
+                    click.echo(f"    uri: {p(source.get('uri'))}")
+                    click.echo("    runs:" + "".join(f"\n    - {p(r)}" for r in runs))
+                    click.echo("    paths:" + "".join(f"\n    - {p(x)}" for x in source.get("paths") or []))
         else:
-            click.echo(f"{key}: {'' if val is None else val}")
+            click.echo(f"{key}: {p('' if val is None else val)}")
 
 
 def info_data(run: Run) -> dict:
