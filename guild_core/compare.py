@@ -440,7 +440,10 @@ def formatted_rows(table: Table) -> list[list[str]]:
     return out
 
 
-def table_lines(table: Table, skip_unchanged: bool = False) -> list[str]:
+def table_lines(table: Table, skip_unchanged: bool = False, escape=None) -> list[str]:
+    """The aligned table. `escape(text) -> str`, when given, is applied
+    to every header and cell before aligning (the CLI passes one that
+    escapes control characters, so columns line up as shown)."""
     from .util import table as align
 
     if not table.header or not table.runs:
@@ -448,7 +451,10 @@ def table_lines(table: Table, skip_unchanged: bool = False) -> list[str]:
     header, rows = table.header, formatted_rows(table)
     if skip_unchanged:
         header, rows = drop_unchanged(header, rows)
-    return align([header] + rows)
+    lines = [header] + rows
+    if escape is not None:
+        lines = [[escape(cell) for cell in row] for row in lines]
+    return align(lines)
 
 
 def csv_text(table: Table, skip_unchanged: bool = False) -> str:

@@ -90,7 +90,9 @@ def compare(runs, table, csv, as_json, print_scalars, rf, **kw):
 
         click.echo(json.dumps(cmp.json_data(data, opts.skip_unchanged)))
     else:
-        for line in cmp.table_lines(data, opts.skip_unchanged):
+        from .common import printable
+
+        for line in cmp.table_lines(data, opts.skip_unchanged, escape=printable):
             click.echo(line)
 
 
@@ -102,7 +104,9 @@ def _check_incompatible(**opts):
 
 def _write_csv(path: str, text: str, nrows: int) -> None:
     if path == "-":
-        click.echo(text, nl=False)
+        # color=True: click would otherwise strip escape sequences from
+        # the values when stdout is not a terminal; CSV keeps them.
+        click.echo(text, nl=False, color=True)
         return
     import os
 
@@ -120,8 +124,10 @@ def _write_csv(path: str, text: str, nrows: int) -> None:
 def _print_scalars(runs_) -> None:
     from guild_core.runvalues import RunValues
 
+    from .common import printable
+
     for run in runs_:
-        click.echo(f"[{run.short_id}] {run.op_name}")
+        click.echo(f"[{run.short_id}] {printable(run.op_name)}")
         for tag, summ in sorted(RunValues(run).scalars().items()):
             val, step = summ.last
-            click.echo(f"  {tag}: {val:.6f} (step {step})")
+            click.echo(f"  {printable(tag)}: {val:.6f} (step {step})")
