@@ -172,14 +172,18 @@ def _check_path(p, pair, a, b, where):
 
 def _mapping_file(run, attr, tmp, name):
     """`attr` (a mapping) as sorted 'NAME: VALUE' lines in a temporary
-    file named after the attribute."""
+    file named after the attribute, control characters escaped: one
+    line per name, and nothing the diff program shows can drive the
+    terminal."""
     from guild_core.flags import encode_value
+
+    from .common import printable
 
     val = run.get(attr)
     lines = []
     if isinstance(val, dict):
         for key in sorted(val, key=str):
-            lines.append(f"{key}: {encode_value(val[key])}\n")
+            lines.append(f"{printable(key)}: {printable(encode_value(val[key]))}\n")
     path = tmp.get() / name / attr
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(lines))

@@ -71,22 +71,30 @@ def select(runs, all_, min_col, max_col, short_id, attr, path, rf):
 
 
 def _shown(run, attr, short_id, path) -> str:
+    """What is printed for `run`, control characters escaped (a
+    label's newline would read as two runs, an escape sequence would
+    reach the terminal)."""
+    from .common import printable
+
     if attr:
         return format_attr(run, attr)
     if short_id:
         return run.short_id
     if path:
-        return str(run.path)
+        return printable(run.path)
     return run.id
 
 
 def format_attr(run, name: str) -> str:
     """Guild AI's select --attr: a formatted run field, else the raw
-    attribute as YAML."""
+    attribute as YAML; control characters escaped (in YAML, a value's
+    own; the YAML keeps its lines)."""
+    from .common import printable
+
     formatted = _formatted(run)
     if name in formatted:
         fn = formatted[name]
-        return fn()
+        return printable(fn())
     if not run.has_attr(name):
         raise GuildError(f"no such run attribute '{name}'")
     val = run.get(name)
@@ -95,7 +103,9 @@ def format_attr(run, name: str) -> str:
     encoded = yaml.safe_dump(val, default_flow_style=False, indent=2).strip()
     if encoded.endswith("\n..."):
         encoded = encoded[:-4]
-    return encoded
+    # PyYAML already writes a string's control characters as escapes;
+    # this is for the text PyYAML leaves as it is.
+    return "\n".join(printable(line) for line in encoded.split("\n"))
 
 
 def _formatted(run) -> dict:
