@@ -18,6 +18,7 @@ import click
 from guild_core.errors import GuildError
 from guild_core.run import RUN_ID_P
 
+from .common import printable
 from .runselect import filter_options, selected_run
 
 
@@ -60,15 +61,15 @@ def _inside_run(run, path: str) -> tuple[str, str]:
     full = os.path.normpath(os.path.join(run_dir, path))
     real = os.path.normpath(os.path.realpath(full))
     if not _within(full, run_dir) or not _RunArea(run_dir).allows(real):
-        raise GuildError(f"{path} is outside the run directory")
+        raise GuildError(f"{printable(path)} is outside the run directory")
     return full, real
 
 
 def _missing(full: str) -> GuildError:
     if os.path.lexists(full):
         # A link to nothing, or a loop of links.
-        return GuildError(f"{full} is a broken link")
-    return GuildError(f"{full} does not exist")
+        return GuildError(f"{printable(full)} is a broken link")
+    return GuildError(f"{printable(full)} does not exist")
 
 
 @click.command()
@@ -104,12 +105,12 @@ def ls(run, all_, full_path, follow_links, path, rf):
         entries = [base]
     if full_path:
         for entry in entries:
-            click.echo(entry)
+            click.echo(printable(entry))
         return
-    click.echo(f"{root}:")
+    click.echo(f"{printable(root)}:")
     for entry in entries:
         rel = os.path.relpath(entry.rstrip(os.sep), root) + ("/" if entry.endswith(os.sep) else "")
-        click.echo("  " + rel)
+        click.echo("  " + printable(rel))
 
 
 def _walk(base: str, real: str, root: str, show_guild: bool, follow: bool, area: _RunArea) -> list[str]:
@@ -179,7 +180,7 @@ def cat(run, path, output, page, rf):
             with open(real, "rb") as f:
                 data = f.read()
         except IsADirectoryError:
-            raise GuildError(f"{full} is a directory") from None
+            raise GuildError(f"{printable(full)} is a directory") from None
         except OSError:
             raise _missing(full) from None
     if page:
