@@ -226,3 +226,10 @@ def test_json_and_csv_unchanged(cli, runs):
     header = table[0]
     assert [row[header.index("label")] for row in table[1:]] == [LABEL2, LABEL]
     assert table[2][header.index("msg")] == MSG
+
+
+def test_operations_table(cli, project):
+    project.write("guild.yml", 'train:\n  description: "bad\\e[31m red"\n  main: train\n')
+    out = cli("operations")
+    assert out.exit_code == 0
+    assert out.output.splitlines() == ["train  bad\\x1b[31m red"]

@@ -17,8 +17,10 @@ def operations():
     """Show the operations defined in guild.yml."""
     from guild_core.opdef import list_operations
 
+    from guild_core.cli.common import printable
+
     ops = list_operations(Path.cwd())
-    for line in util.table([[name, desc] for name, desc in ops]):
+    for line in util.table([[printable(name), printable(desc)] for name, desc in ops]):
         click.echo(line)
 
 
@@ -99,7 +101,7 @@ def _version(module: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Show as JSON.")
 def plugins_(as_json):
     """Show installed plugins: name, distribution, version and hooks."""
-    from guild_core.cli.common import plugin_manager
+    from guild_core.cli.common import plugin_manager, printable
     from guild_core.plugins import disabled_plugins, plugin_infos
 
     infos = plugin_infos(plugin_manager())
@@ -107,7 +109,7 @@ def plugins_(as_json):
         click.echo(json.dumps(infos))
         return
     rows = [
-        [i["name"], f"{i['distribution'] or '-'} {i['version'] or ''}".strip(), ", ".join(i["hooks"])]
+        [printable(c) for c in (i["name"], f"{i['distribution'] or '-'} {i['version'] or ''}".strip(), ", ".join(i["hooks"]))]
         for i in infos
     ]
     for line in util.table(rows):
