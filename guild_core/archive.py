@@ -14,8 +14,8 @@ import os
 import posixpath
 import shutil
 import stat
-import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from .errors import GuildError
@@ -37,11 +37,18 @@ def run_ids(path: Path) -> set[str]:
 
 def write(path: Path, runs: list[Run]) -> None:
     """Write `runs` into the zip at `path`, keeping entries already
-    there. The new archive is written beside it and renamed over it, so
-    a failure leaves the old archive as it was."""
+    there. The new archive is written beside it under a hidden name
+    (swept by the next write if this process dies) and renamed over it,
+    so a failure leaves the old archive as it was."""
+    from . import faults, home, store
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    mine = f"{home.TMP_PREFIX}{path.name}."
+    try:
+        store.sweep(path.parent, [n for n in os.listdir(path.parent) if n.startswith(mine)])
+    except OSError:
+        pass
+    tmp = path.parent / home.hidden_name(home.TMP_PREFIX, path.name)
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as out:
             if path.exists():
@@ -50,14 +57,19 @@ def write(path: Path, runs: list[Run]) -> None:
                         out.writestr(info, old.read(info))
             for run in runs:
                 _add_run(out, run)
+                faults.point("archive.write.run")
+        faults.point("archive.write.written")
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def _add_run(zf: zipfile.ZipFile, run: Run) -> None:
+    from .store import LOCAL_MARKERS
+
     root = str(run.path)
+    local = {os.path.join(root, ".guild", name) for name in LOCAL_MARKERS}
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         base = run.id if rel_dir == "." else posixpath.join(run.id, *rel_dir.split(os.sep))
@@ -66,6 +78,8 @@ def _add_run(zf: zipfile.ZipFile, run: Run) -> None:
         dirnames[:] = sorted(n for n in dirnames if n not in links)
         for name in sorted(filenames + links):
             full = os.path.join(dirpath, name)
+            if full in local:
+                continue
             arcname = posixpath.join(base, name)
             if os.path.islink(full):
                 info = zipfile.ZipInfo(arcname)
@@ -86,22 +100,47 @@ def extract(path: Path, dest: Path) -> None:
     with zf:
         infos = zf.infolist()
         links = {info.filename.rstrip("/") for info in infos if _is_link(info)}
+        files: set[str] = set()
+        dirs: set[str] = set()
         for info in infos:
             _check_entry(path, info, zf, links)
-        for info in infos:
-            target = dest.joinpath(*[p for p in info.filename.split("/") if p])
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if _is_link(info):
-                os.symlink(zf.read(info).decode(), target)
-                continue
-            with zf.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
-            mode = (info.external_attr >> 16) & 0o777
-            if mode:
-                os.chmod(target, mode)
+            # A name given twice (or as a file and a directory) has no
+            # one meaning; a repeated directory entry is harmless.
+            name = "/".join(p for p in info.filename.split("/") if p)
+            if name in files and not info.is_dir():
+                raise GuildError(
+                    f"refusing to import from {path}: entry '{info.filename}' appears more than once"
+                )
+            (dirs if info.is_dir() else files).add(name)
+        clash = dirs & files
+        if clash:
+            raise GuildError(
+                f"refusing to import from {path}: entry '{sorted(clash)[0]}' appears more than once"
+            )
+        try:
+            _extract_checked(zf, infos, dest)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+            raise GuildError(f"cannot read zip archive {path}: {e}") from None
+
+
+def _extract_checked(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], dest: Path) -> None:
+    from . import faults
+
+    for info in infos:
+        target = dest.joinpath(*[p for p in info.filename.split("/") if p])
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if _is_link(info):
+            os.symlink(zf.read(info).decode(), target)
+            continue
+        with zf.open(info) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)
+        faults.point("archive.extract.entry")
+        mode = (info.external_attr >> 16) & 0o777
+        if mode:
+            os.chmod(target, mode)
 
 
 def _is_link(info: zipfile.ZipInfo) -> bool:

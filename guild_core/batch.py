@@ -39,7 +39,7 @@ import os
 import sys
 from typing import Callable
 
-from . import home, util
+from . import home, procs, util
 from .flagfuncs import batch_names
 from .flags import encode_value
 from .run import OpRef, Run
@@ -144,7 +144,9 @@ def create_batch(
         batch.write_opref(OpRef(BATCH_OPREF_TYPE, "guild", __version__, "", optimizer or "+"))
         if staged:
             write("started", util.now_micros())
-        batch.guild_path("STAGED" if staged else "PENDING").touch()
+            batch.guild_path("STAGED").touch()
+        else:
+            batch.mark_pending(procs.current())
     return Run(run_id, final)
 
 
@@ -220,10 +222,12 @@ class Driver:
             f.write((util.now_micros() // 1000).to_bytes(8, "big") + b"\x00")
 
     def begin(self) -> None:
+        self.batch.mark_pending(procs.current())
+        self.batch.clear_markers("STAGED")
         self.batch.record_start()
-        # The guild process drives a batch: its pid is the batch's.
-        util.atomic_write(self.batch.guild_path("LOCK"), str(os.getpid()))
-        self.batch.clear_markers("PENDING", "STAGED")
+        # The guild process drives a batch: it is the batch's process.
+        self.batch.record_processes(procs.current(), None)
+        self.batch.clear_markers("PENDING")
 
     def run_trial(self, flags: dict[str, Any]) -> tuple[Run | None, int | None]:
         """Initialize (or reuse) and run one trial; returns the run and
@@ -238,11 +242,12 @@ class Driver:
             _link(self.batch, trial)
             self.existing[_key(flags)] = trial
         elif self.stage_trials:
-            trial.guild_path("STAGED").touch()
+            trial.write_marker("STAGED")
         self.say(f"Initialized trial ({desc})")
         if self.init_only or self.stage_trials:
             if self.init_only:
-                trial.guild_path("PENDING").touch()
+                # Pending with no starter: it waits for a later run.
+                trial.mark_pending(None)
             return trial, None
         self.say(f"Running trial: {self.op_name} ({desc})")
         status = self.start_trial(trial)
@@ -269,8 +274,8 @@ class Driver:
         b.write_attr("trials", self.generated)
         if self.init_only:
             # Nothing ran: the batch, like its trials, is still pending.
-            b.guild_path("PENDING").touch()
-            b.clear_markers("LOCK")
+            b.mark_pending(None)
+            b.clear_markers("LOCK", "LOCK.proc")
             return 0
         exit_status = 1 if self.failed else 0
         b.record_end(exit_status)

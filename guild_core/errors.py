@@ -28,3 +28,15 @@ class FlagError(GuildError):
 
 class NoSuchRun(GuildError):
     pass
+
+
+class RunGone(GuildError):
+    """A run's directory went away (deleted, purged or moved by another
+    command) while this one was working on it."""
+
+    def __init__(self, run_id: str, path=None):
+        super().__init__(
+            f"run {run_id[:8]} is gone: another command deleted or moved it"
+        )
+        self.run_id = run_id
+        self.path = path

@@ -19,9 +19,14 @@ import shlex
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import util
+from .errors import GuildError, RunGone
+from .home import LEFTOVER_PREFIXES
+
+if TYPE_CHECKING:
+    from . import procs
 
 RUN_ID_P = re.compile(r"^[0-9a-f]{32}$")
 
@@ -121,7 +126,17 @@ class Run:
             raw = self.guild_path("attrs", name).read_bytes()
         except OSError:
             return None
-        return _decode_attr(raw)
+        val = _decode_attr(raw)
+        if val is _BAD:
+            _warn_bad_attr(self, name, "it is not valid YAML")
+            return None
+        check = ATTR_TYPES.get(name)
+        if val is not None and check is not None:
+            val, expected = check(val), check.__doc__
+            if val is _BAD:
+                _warn_bad_attr(self, name, f"expected {expected}")
+                return None
+        return val
 
     def has_attr(self, name: str) -> bool:
         return self.guild_path("attrs", name).exists()
@@ -136,29 +151,55 @@ class Run:
 
     def write_attr(self, name: str, val: Any, atomic: bool = True) -> None:
         """Write one attribute. `atomic=False` is for a run directory
-        still being assembled, which is itself renamed into place."""
+        still being assembled, which is itself renamed into place.
+
+        Never creates the run directory or its ``.guild``: a run that
+        was deleted or moved meanwhile raises `RunGone` instead of
+        coming back as a ghost that blocks its own restore."""
         from . import yamlutil
 
         attrs = self.guild_path("attrs")
         data = yamlutil.encode(val) + "\n"
         if atomic:
-            attrs.mkdir(parents=True, exist_ok=True)
-            util.atomic_write(attrs / name, data)
+            try:
+                self._write_file(attrs / name, data)
+            except RunGone:
+                # A hand-made or Guild AI run may lack attrs/; .guild
+                # itself must exist, or the run is gone.
+                try:
+                    attrs.mkdir()
+                except FileExistsError:
+                    pass
+                except FileNotFoundError:
+                    raise RunGone(self.id, self.path) from None
+                self._write_file(attrs / name, data)
         else:
             (attrs / name).write_text(data)
         self._cache["attr:" + name] = val
+
+    def _write_file(self, path: Path, data: str) -> None:
+        try:
+            util.atomic_write(path, data)
+        except FileNotFoundError:
+            raise RunGone(self.id, self.path) from None
+
+    def write_marker(self, name: str, text: str = "") -> None:
+        """Write a `.guild` marker (LOCK, PENDING...) atomically; a run
+        that is gone raises `RunGone`."""
+        self._write_file(self.guild_path(name), text)
 
     def del_attr(self, name: str) -> None:
         try:
             self.guild_path("attrs", name).unlink()
         except FileNotFoundError:
-            pass
+            if not self.guild_path().is_dir():
+                raise RunGone(self.id, self.path) from None
         self._cache.pop("attr:" + name, None)
 
     # -- lifecycle records --------------------------------------------
 
     def clear_markers(self, *names: str) -> None:
-        """Remove `.guild` marker files (LOCK, PENDING, STAGED, ENV)."""
+        """Remove `.guild` marker files (LOCK, LOCK.proc, PENDING, STAGED, ENV)."""
         for name in names:
             try:
                 self.guild_path(name).unlink()
@@ -167,7 +208,7 @@ class Run:
 
     def record_start(self) -> None:
         """A fresh start: the start time now and no recorded end. (The
-        caller writes LOCK once it knows the pid.)"""
+        caller records the processes once it knows them.)"""
         self.del_attr("exit_status")
         self.del_attr("stopped")
         self.write_attr("started", util.now_micros())
@@ -176,47 +217,127 @@ class Run:
         """The run has ended: its exit status, stop time, and no LOCK."""
         self.write_attr("exit_status", exit_status)
         self.write_attr("stopped", util.now_micros())
-        self.clear_markers("LOCK")
+        self.clear_markers("LOCK", "LOCK.proc")
 
     # -- status -------------------------------------------------------
+    #
+    # Who may make a run read "pending" or "running" (see procs.py): the
+    # process that recorded itself in PENDING (it is about to start the
+    # run), the run's own process named in LOCK, and the guild process
+    # supervising it, both recorded with their start times in LOCK.proc.
+    # A marker whose process is gone proves nothing.
+
+    def mark_pending(self, owner: "procs.Owner | None") -> None:
+        """PENDING: `owner` is about to start the run. With no owner (a
+        trial created by --init-trials) the run waits, pending, for a
+        start that may never come."""
+        self.write_marker("PENDING", owner.encode() + "\n" if owner else "")
+
+    def record_processes(self, run_proc: "procs.Owner", supervisor: "procs.Owner | None") -> None:
+        """The run's process and its supervisor, then LOCK (the pid
+        alone, as Guild AI reads it). Written in that order, so a LOCK
+        is never without its record."""
+        lines = [f"run {run_proc.encode()}"]
+        if supervisor is not None and supervisor != run_proc:
+            lines.append(f"supervisor {supervisor.encode()}")
+        self.write_marker("LOCK.proc", "\n".join(lines) + "\n")
+        self.write_marker("LOCK", str(run_proc.pid))
+
+    def _recorded_processes(self) -> dict[str, "procs.Owner"] | None:
+        from . import procs
+
+        try:
+            text = self.guild_path("LOCK.proc").read_text(errors="replace")
+        except OSError:
+            return None
+        owners = {}
+        for line in text.splitlines():
+            kind, _, rest = line.partition(" ")
+            owner = procs.Owner.decode(rest)
+            if owner is not None:
+                owners[kind] = owner
+        return owners
+
+    def run_process(self) -> "procs.Owner | None":
+        """The run's own process, if it provably is alive: the process
+        LOCK names, with the start time recorded for it (or, for a
+        Guild AI run, an environment naming this run)."""
+        from . import procs
+
+        try:
+            pid = procs.parse_pid(self.guild_path("LOCK").read_text(errors="replace"))
+        except OSError:
+            return None
+        if pid is None:
+            return None
+        owners = self._recorded_processes()
+        if owners is not None:
+            owner = owners.get("run")
+            return owner if owner and owner.pid == pid and procs.alive(owner) else None
+        return procs.owner_of(pid) if procs.names_run(pid, self.id) else None
+
+    def supervisor(self) -> "procs.Owner | None":
+        """The live guild process recording this run's end, if any."""
+        from . import procs
+
+        owner = (self._recorded_processes() or {}).get("supervisor")
+        return owner if procs.alive(owner) else None
 
     @property
     def pid(self) -> int | None:
+        owner = self.run_process()
+        return owner.pid if owner else None
+
+    def _pending(self) -> bool | None:
+        """True while PENDING's owner lives (or PENDING names none),
+        False when its owner is gone, None without PENDING."""
+        from . import procs
+
         try:
-            raw = self.guild_path("LOCK").read_text().strip()
+            text = self.guild_path("PENDING").read_text(errors="replace")
         except OSError:
             return None
-        try:
-            pid = int(raw)
-        except ValueError:
-            return None
-        return pid if self._pid_is_run_process(pid) else None
-
-    def _pid_is_run_process(self, pid: int) -> bool:
-        if not util.pid_alive(pid):
-            return False
-        # A recycled pid belongs to a process that started after the run.
-        started = self.get("started") or self.get("initialized")
-        created = util.process_start_time(pid)
-        if started and created and created > started / 1e6 + 5:
-            return False
-        return True
+        if not text.strip():
+            return True
+        owner = procs.Owner.decode(text)
+        return owner is None or procs.alive(owner)
 
     @property
     def status(self) -> str:
-        """Status as Guild AI derives it from the directory."""
+        """Status as Guild AI derives it from the directory, with the
+        processes checked for who they are."""
         if self.guild_path("LOCK.remote").exists():
             return "running"
-        if self.guild_path("PENDING").exists():
+        pending = self._pending()
+        if pending:
             return "pending"
+        if pending is False:
+            # Its starter is gone: unless it moved on to run it just
+            # now (it writes LOCK before removing PENDING), the start
+            # will never happen.
+            if self.guild_path("PENDING").exists() and not self.guild_path("LOCK").exists():
+                return "error"
+            return self._ended_status()
         if self.guild_path("STAGED").exists():
             return "staged"
+        return self._ended_status()
+
+    def _ended_status(self) -> str:
         exit_status = self.get("exit_status")
         if exit_status is None:
-            return "running" if self.pid else "error"
+            # Until its end is recorded, a run whose process or
+            # supervisor lives is running: the supervisor writes the
+            # exit status after the process exits.
+            if self.run_process() or self.supervisor():
+                return "running"
+            # The end may have been recorded since we first looked.
+            self._cache.pop("attr:exit_status", None)
+            exit_status = self.get("exit_status")
+            if exit_status is None:
+                return "error"
         if exit_status == 0:
             return "completed"
-        if isinstance(exit_status, int) and exit_status < 0:
+        if exit_status < 0:
             return "terminated"
         return "error"
 
@@ -286,7 +407,115 @@ def _decode_attr(raw: bytes) -> Any:
     try:
         return yamlutil.decode(raw)
     except Exception:
-        return None
+        return _BAD
+
+
+# -- attribute types -----------------------------------------------------
+#
+# Guild AI's attributes have known shapes; a file of another shape (hand
+# edited, truncated, written by a broken tool) reads as missing, with a
+# warning, so one bad run never breaks a command over all of them. Each
+# check returns the value (possibly normalized) or _BAD; its docstring
+# says what was expected.
+
+_BAD = object()
+
+
+def _int_attr(val):
+    """an integer"""
+    return val if isinstance(val, int) and not isinstance(val, bool) else _BAD
+
+
+def _str_attr(val):
+    """a string"""
+    if isinstance(val, str):
+        return val
+    if isinstance(val, (int, float)) and not isinstance(val, bool):
+        return str(val)
+    return _BAD
+
+
+def _map_attr(val):
+    """a mapping"""
+    return val if isinstance(val, dict) else _BAD
+
+
+def _bool_attr(val):
+    """yes or no"""
+    return val if isinstance(val, bool) else _BAD
+
+
+def _words_attr(val):
+    """a list of strings"""
+    if not isinstance(val, list):
+        return _BAD
+    if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in val):
+        return _BAD
+    return [str(v) for v in val]
+
+
+def _args_attr(val):
+    """a list of arguments"""
+    if not isinstance(val, list) or any(isinstance(v, (dict, list)) for v in val):
+        return _BAD
+    return val
+
+
+def _records_attr(val):
+    """a list of mappings"""
+    return val if isinstance(val, list) and all(isinstance(v, dict) for v in val) else _BAD
+
+
+def _deps_attr(val):
+    """a mapping of dependencies"""
+    if not isinstance(val, dict) or not all(isinstance(v, dict) for v in val.values()):
+        return _BAD
+    return val
+
+
+ATTR_TYPES = {
+    "initialized": _int_attr,
+    "started": _int_attr,
+    "stopped": _int_attr,
+    "exit_status": _int_attr,
+    "random_seed": _int_attr,
+    "max_trials": _int_attr,
+    "id": _str_attr,
+    "label": _str_attr,
+    "sourcecode_digest": _str_attr,
+    "vcs_commit": _str_attr,
+    "objective": _str_attr,
+    "host": _str_attr,
+    "user": _str_attr,
+    "marked": _bool_attr,
+    "flags": _map_attr,
+    "user_flags": _map_attr,
+    "env": _map_attr,
+    "op": _map_attr,
+    "run_params": _map_attr,
+    "platform": _map_attr,
+    "tags": _words_attr,
+    "cmd": _args_attr,
+    "comments": _records_attr,
+    "trials": _records_attr,
+    "deps": _deps_attr,
+}
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_bad_attr(run: "Run", name: str, why: str) -> None:
+    # Once per run and file in a command: a listing reads attributes
+    # many times.
+    key = (str(run.path), name)
+    if key in _warned:
+        return
+    _warned.add(key)
+    import sys
+
+    sys.stderr.write(
+        f"WARNING: run {run.short_id}: ignoring .guild/attrs/{name} ({why})\n"
+    )
 
 
 def is_run_dir(path: Path) -> bool:
@@ -295,11 +524,21 @@ def is_run_dir(path: Path) -> bool:
 
 def runs_in(root: Path) -> list[Run]:
     """Every run directly under `root`, newest first by start (or init)
-    time, as Guild AI lists them."""
+    time, as Guild AI lists them. Leftovers of interrupted commands
+    found on the way are cleaned up (`store.sweep`)."""
     try:
         names = os.listdir(root)
-    except OSError:
+    except FileNotFoundError:
         return []
+    except NotADirectoryError:
+        raise GuildError(f"{root} is not a directory") from None
+    except OSError as e:
+        raise GuildError(f"cannot read {root}: {e.strerror}") from None
+    leftovers = [name for name in names if name.startswith(LEFTOVER_PREFIXES)]
+    if leftovers:
+        from . import store
+
+        names = store.sweep(root, leftovers) + names
     runs = [
         Run(name, root / name)
         for name in names

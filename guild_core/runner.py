@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import home, util
-from .errors import GuildError
+from . import faults, home, procs, util
+from .errors import GuildError, RunGone
 from .flags import encode_value, format_label
 from .opdef import OpDef
 from .run import Run, new_run_id
@@ -51,10 +51,11 @@ def op_data(opdef: OpDef, launcher: str | None, script_in_run: bool) -> dict[str
         if fd.arg_switch is not None:
             entry["arg-switch"] = fd.arg_switch
         cmd_flags[name] = entry
-    env = dict(opdef.env)
+    env = {name: val for name, val in opdef.env.items() if not is_secret_name(name)}
     env["FLAGS_DEST"] = opdef.flags_dest
     env["PROJECT_DIR"] = str(opdef.project_dir)
-    return {
+    secrets = sorted(name for name in opdef.env if is_secret_name(name))
+    data = {
         "op-cmd": {"cmd-args": args, "cmd-env": env, "cmd-flags": cmd_flags},
         "flags-dest": opdef.flags_dest,
         "output-scalars": opdef.output_scalars,
@@ -69,6 +70,53 @@ def op_data(opdef: OpDef, launcher: str | None, script_in_run: bool) -> dict[str
         "delete-on-success": False,
         "python-requires": None,
     }
+    if secrets:
+        # Names only: the values stay in guild.yml (see `secret_env`).
+        data["secret-env"] = secrets
+    return data
+
+
+_SECRET_WORDS = ("PASSWORD", "PASSWD")
+_SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_KEY")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret:
+    ``*PASSWORD*``, ``*_TOKEN``, ``*_SECRET``, ``*_KEY`` (any case)."""
+    upper = name.upper()
+    return (
+        any(word in upper for word in _SECRET_WORDS)
+        or upper.endswith(_SECRET_SUFFIXES)
+        or upper in ("TOKEN", "SECRET", "KEY")
+    )
+
+
+def secret_env(run: Run, op: dict[str, Any]) -> dict[str, str]:
+    """The secret environment of a run's operation, read from its
+    guild.yml as the run starts: secrets are never written into a run.
+    A variable already in guild's own environment is left to it."""
+    names = [n for n in op.get("secret-env") or [] if n not in os.environ]
+    opref = run.opref
+    if not names or opref is None or opref.type != "guildfile":
+        return {}
+    from .opdef import load_guildfile
+
+    try:
+        ops = load_guildfile(Path(opref.location))
+    except GuildError as e:
+        sys.stderr.write(f"WARNING: cannot read secrets for run {run.short_id}: {e}\n")
+        return {}
+    env = (ops.get(opref.op_name) or {}).get("env") or {}
+    out = {}
+    for name in names:
+        if name in env and env[name] is not None:
+            out[name] = str(env[name])
+        else:
+            sys.stderr.write(
+                f"WARNING: {name} is not set for run {run.short_id}: "
+                f"{opref.location} no longer defines it\n"
+            )
+    return out
 
 
 def _cmd_args(opdef: OpDef, launcher: str | None, script_in_run: bool) -> list[str]:
@@ -184,10 +232,11 @@ def whole_run_dir():
     runs_root = home.runs_dir()
     runs_root.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id()
-    tmp = runs_root / f".tmp-{run_id}"
+    tmp = runs_root / home.hidden_name(home.TMP_PREFIX, run_id)
     final = runs_root / run_id
     try:
         yield run_id, tmp, final
+        faults.point("runner.create.assembled")
         os.rename(tmp, final)
     except BaseException:
         import shutil
@@ -225,8 +274,9 @@ def create_run(
             _write_staged_env(tmp_run, tmp_run.get("env"))
             (tmp_run.guild_path("STAGED")).touch()
         else:
-            # Until its process starts, a run is pending, not "error".
-            (tmp_run.guild_path("PENDING")).touch()
+            # Until its process starts, a run is pending, not "error";
+            # if this process dies first, it reads "error".
+            tmp_run.mark_pending(procs.current())
     run = Run(run_id, final)
     # What was just written need not be read back (and YAML-decoded)
     # to start the run.
@@ -362,6 +412,64 @@ class Interrupted:
             self._send(signum)
 
 
+# Room kept on the run's file system to record its end: a script that
+# fills the disk must still leave its run with an exit status.
+_RESERVE = ".reserve"
+_RESERVE_BYTES = 64 * 1024
+
+
+class _Recorder:
+    """Records output lines (``.guild/output``, its index, scalars). A
+    failed write (a full disk) stops the recording, with one line to
+    say so, never the pumps: they keep draining the script's pipes, or
+    it would block on a full pipe forever."""
+
+    def __init__(self, run: Run, scalars, writer):
+        self.run = run
+        self.scalars = scalars
+        self.writer = writer
+        self.lock = threading.Lock()
+        self.failed = False
+        self.output = self.index = None
+        try:
+            self.output = open(run.guild_path("output"), "ab")
+            self.index = open(run.guild_path("output.index"), "ab")
+        except OSError as e:
+            self._fail(e)
+
+    def line(self, line: bytes, stream_id: int) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        with self.lock:
+            if self.failed:
+                return
+            try:
+                faults.point("runner.output.write")
+                self.output.write(line)
+                self.index.write(now_ms.to_bytes(8, "big") + bytes([stream_id]))
+                self.output.flush()
+                self.index.flush()
+                for key, val, step in self.scalars.line(line.decode("utf-8", "replace")):
+                    self.writer.add_scalar(key, val, step)
+            except OSError as e:
+                self._fail(e)
+
+    def _fail(self, e: OSError) -> None:
+        self.failed = True
+        sys.stderr.write(
+            f"guild: cannot record the output of run {self.run.short_id}: "
+            f"{e.strerror or e}; the run goes on unrecorded\n"
+        )
+
+    def close(self) -> None:
+        for f in (self.output, self.index, self.writer):
+            if f is None:
+                continue
+            try:
+                f.close()
+            except OSError:
+                pass  # a full disk: what was flushed is kept
+
+
 def start(
     run: Run,
     *,
@@ -380,20 +488,20 @@ def start(
     cmd = run.get("cmd") or []
     if not cmd:
         raise GuildError(f"run {run.id} has no command")
+    op = run.get("op") or {}
     env = dict(os.environ)
     env.update({k: str(v) for k, v in (run.get("env") or {}).items()})
-    util.atomic_write(run.guild_path("PENDING"), "")
+    env.update(secret_env(run, op))
+    me = procs.current()
+    run.mark_pending(me)
     run.clear_markers("STAGED", "ENV")
     run.record_start()
-    op = run.get("op") or {}
+    _reserve(run)
     try:
         scalars = scalarslib.OutputScalars(op.get("output-scalars"))
     except GuildError:
         scalars = scalarslib.OutputScalars()
-    output = open(run.guild_path("output"), "ab")
-    index = open(run.guild_path("output.index"), "ab")
-    writer = tfevents.EventWriter(run.guild_path())
-    lock = threading.Lock()
+    recorder = _Recorder(run, scalars, tfevents.EventWriter(run.guild_path()))
     # Handlers go in before the process starts: a signal at any moment
     # after this is recorded, never a traceback that leaves no exit status.
     interrupted = Interrupted()
@@ -409,30 +517,28 @@ def start(
         )
     except OSError as e:
         restore()
+        recorder.close()
         run.clear_markers("PENDING")
-        output.close()
-        index.close()
-        writer.close()
-        run.record_end(127)
+        _record_end(run, 127)
         raise GuildError(f"cannot start {cmd[0]}: {e.strerror}") from None
     interrupted.proc = proc
     if interrupted.signum is not None and interrupted.signum != signal.SIGINT:
         proc.send_signal(interrupted.signum)
-    util.atomic_write(run.guild_path("LOCK"), str(proc.pid))
-    run.clear_markers("PENDING")
+    # The script is the run's process; this guild process records its
+    # end, so the run reads running until that end is recorded.
+    child = procs.owner_of(proc.pid) or procs.Owner(proc.pid, "")
+    try:
+        run.record_processes(child, me)
+        run.clear_markers("PENDING")
+    except OSError as e:
+        sys.stderr.write(f"guild: cannot record run {run.short_id}'s process: {e}\n")
+    faults.point("runner.start.locked")
     if on_started:
         on_started(run)
 
     def pump(stream, stream_id: int, term):
         for line in iter(stream.readline, b""):
-            now_ms = time.time_ns() // 1_000_000
-            with lock:
-                output.write(line)
-                index.write(now_ms.to_bytes(8, "big") + bytes([stream_id]))
-                output.flush()
-                index.flush()
-                for key, val, step in scalars.line(line.decode("utf-8", "replace")):
-                    writer.add_scalar(key, val, step)
+            recorder.line(line, stream_id)
             if term is not None:
                 try:
                     term.write(line)
@@ -455,18 +561,40 @@ def start(
             t.join()
     finally:
         restore()
-        output.close()
-        index.close()
-        writer.close()
+        recorder.close()
     exit_status = returncode
     if interrupted.signum is not None and returncode >= 0:
         # The script caught the signal and exited on its own: the user
         # still stopped it.
         exit_status = -interrupted.signum
-    run.record_end(exit_status)
+    faults.point("runner.end.before-record")
+    _record_end(run, exit_status)
     if on_stopped:
         on_stopped(run)
     return exit_status
+
+
+def _reserve(run: Run) -> None:
+    try:
+        with open(run.guild_path(_RESERVE), "wb") as f:
+            f.write(bytes(_RESERVE_BYTES))
+    except OSError:
+        # Already full: the end may still fit where this did not.
+        run.clear_markers(_RESERVE)
+
+
+def _record_end(run: Run, exit_status: int) -> None:
+    """Record the end, with the reserve freed first to make room."""
+    run.clear_markers(_RESERVE)
+    try:
+        run.record_end(exit_status)
+    except RunGone:
+        sys.stderr.write(
+            f"guild: run {run.short_id} was deleted or moved while it ran; "
+            "its end is not recorded\n"
+        )
+    except OSError as e:
+        sys.stderr.write(f"guild: cannot record the end of run {run.short_id}: {e.strerror or e}\n")
 
 
 def _wait(proc: subprocess.Popen, interrupted: Interrupted) -> int:
@@ -494,48 +622,65 @@ def _handle_signals(interrupted: Interrupted):
 
 
 def start_background(run: Run, pidfile: str | None = None) -> int:
-    """Start the run in a detached process; return its pid."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "guild_core.background", str(run.path)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        cwd=run.path,
-    )
+    """Start the run in a detached process; return its pid. Returns
+    once that process has taken the run over: until then this process
+    is its starter, and a run whose starter is gone reads as error."""
+    ready_r, ready_w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "guild_core.background", str(run.path), str(ready_w)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=run.path,
+            pass_fds=(ready_w,),
+        )
+    finally:
+        os.close(ready_w)
+    with os.fdopen(ready_r, "rb") as ready:
+        ready.read()  # EOF: claimed, or the process died
     if pidfile:
         util.atomic_write(Path(pidfile).absolute(), f"{proc.pid}\n")
     return proc.pid
 
 
-def stop(run: Run, timeout: float = STOP_TIMEOUT) -> bool:
-    """Stop a running run (SIGTERM, then SIGKILL after `timeout`).
+def stop(run: Run, timeout: float = STOP_TIMEOUT, wait: bool = True) -> bool:
+    """Stop a running run. Returns True if it was running.
 
-    Returns True if it was running. When no guild process is left to
-    record the end (it was killed), the end is recorded here, so the run
-    never reads as running forever.
-    """
-    pid = run.pid
-    if not pid:
+    SIGTERM goes to the guild process supervising the run, which passes
+    it on and records the run as terminated (or, with no supervisor
+    left, to the run's process). Unless `wait` is false, the run's
+    process gets SIGKILL if it is still up after `timeout`. Only
+    processes that provably are the run's are signalled (`procs`); when
+    no guild process is left to record the end, it is recorded here, so
+    the run never reads as running forever."""
+    proc = run.run_process()
+    supervisor = run.supervisor()
+    target = supervisor or proc
+    if target is None or not procs.send(target, signal.SIGTERM):
         return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
+    if not wait:
+        return True
     deadline = time.time() + timeout
-    while util.pid_alive(pid) and time.time() < deadline:
+    while procs.alive(proc) and time.time() < deadline:
         time.sleep(0.05)
-    if util.pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
-    # The supervising guild process writes the exit status; wait for it
-    # briefly, then write it ourselves if it is gone.
-    deadline = time.time() + 2.0
+    if procs.alive(proc):
+        procs.send(proc, signal.SIGKILL)
+    # The supervisor writes the exit status; wait for it briefly, then
+    # write it ourselves if it is gone.
+    deadline = time.time() + 2.0 + (timeout if supervisor else 0)
     while time.time() < deadline:
-        if Run(run.id, run.path).get("exit_status") is not None:
+        fresh = Run(run.id, run.path)
+        if fresh.get("exit_status") is not None:
             return True
+        if not procs.alive(supervisor) and not procs.alive(proc):
+            break
         time.sleep(0.05)
     fresh = Run(run.id, run.path)
-    if fresh.get("exit_status") is None:
-        fresh.record_end(-int(signal.SIGTERM))
+    if fresh.get("exit_status") is None and not fresh.supervisor():
+        try:
+            fresh.record_end(-int(signal.SIGTERM))
+        except RunGone:
+            pass
     return True
-

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import os
 import subprocess
 import sys
 import time
@@ -122,9 +123,12 @@ def test_duration_of_stopped_runs(runs3):
 
 
 def test_duration_of_running_run_counts_to_now(runs3):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    run = run_labelled("gamma-x")
+    # A process counts as the run's only if it provably is: here, as for
+    # a Guild AI run, its environment names the run.
+    env = {**os.environ, "RUN_ID": run.id}
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
     try:
-        run = run_labelled("gamma-x")
         run.del_attr("stopped")
         run.del_attr("exit_status")
         run.write_attr("started", (time.time_ns() // 1000) - 2_000_000)

@@ -156,18 +156,21 @@ def test_killed_restore_loses_nothing(cli, three, monkeypatch, after):
     assert len(ids(three)) == after
 
 
-def test_killed_purge_leaves_no_half_run(cli, three, monkeypatch):
+def test_killed_purge_leaves_no_half_run(cli, sh, three):
     cli("runs", "delete", "-y")
-    # Killed while removing the files of the first run: it is already
-    # out of every listing, and the next purge finishes the job.
-    with monkeypatch.context() as m, pytest.raises(Boom):
-        m.setattr(store.shutil, "rmtree", lambda *a, **k: (_ for _ in ()).throw(Boom()))
-        cli("runs", "purge", "-y")
+    trash = three / "trash" / "runs"
+    # Killed (kill -9) while removing the files of the first run: it is
+    # already out of every listing, and the next command cleans up.
+    out = sh("runs", "purge", "-y", env={"GUILD_FAULTS": "store.remove.hidden=kill"})
+    assert out.exit_code == -9
     assert len(ids(three, "trash")) == 2
-    listed = json.loads(cli("runs", "list", "-d", "--json").output)
-    assert len(listed) == 2
+    assert any(n.startswith(".deleting-") for n in os.listdir(trash))
+    listed = cli("runs", "list", "-d", "--json")
+    assert len(json.loads(listed.output)) == 2
+    assert "Cleaned up 1 leftover of an interrupted guild command" in listed.stderr
+    assert not [n for n in os.listdir(trash) if n.startswith(".")]
     assert cli("runs", "purge", "-y").exit_code == 0
-    assert os.listdir(three / "trash" / "runs") == []
+    assert os.listdir(trash) == []
 
 
 # -- labels, tags, marks, comments ---------------------------------------

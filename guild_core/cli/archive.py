@@ -3,8 +3,8 @@ directories and zip files."""
 
 from __future__ import annotations
 
+import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import click
@@ -12,7 +12,7 @@ import click
 from guild_core import archive, home, store
 from guild_core.errors import GuildError
 
-from .runselect import confirm_runs, filter_options, selected_runs
+from .runselect import confirm_runs, filter_options, report_outcome, selected_runs
 
 
 def _warn(msg: str) -> None:
@@ -35,29 +35,19 @@ def export(location, runs, move, yes, rf):
     dest = Path(location).expanduser()
     if not archive.is_zip(dest) and dest.exists() and not dest.is_dir():
         raise GuildError(f"'{location}' is not a directory")
-    selected = selected_runs(rf, runs)
+    selected = store.exportable(selected_runs(rf, runs), move, "running" in rf.status_in, _warn)
     if not selected:
         click.echo("No runs to export.", err=True)
         return
     verb = "move" if move else "copy"
     confirm_runs(selected, f"You are about to {verb} the following runs to '{location}':", "Continue?", yes)
     if archive.is_zip(dest):
-        existing = archive.run_ids(dest) if dest.exists() else set()
-        todo = []
-        for run in selected:
-            if run.id in existing:
-                _warn(f"{run.id} exists, skipping")
-            else:
-                todo.append(run)
-        archive.write(dest, todo)
-        if move:
-            for run in todo:
-                store.remove(run.path)
-        done = todo
+        out = store.export_zip(selected, dest, move, _warn)
     else:
         dest.mkdir(parents=True, exist_ok=True)
-        done = store.transfer(selected, dest.absolute(), move, _warn)
-    click.echo(f"Exported {len(done)} run(s) to {location}", err=True)
+        out = store.transfer(selected, dest.absolute(), move, _warn)
+    report_outcome(out)
+    click.echo(f"Exported {len(out.done)} run(s) to {location}", err=True)
 
 
 @click.command("import")
@@ -81,14 +71,14 @@ def import_(archive_path, runs, move, yes, rf):
         if move:
             raise GuildError("'--move' cannot be used with zip archives")
         with extracted(src) as root:
-            _import_from(root, archive_path, runs, False, yes, rf)
+            _import_from(root, archive_path, runs, False, yes, rf, extracted_zip=True)
         return
     if not src.is_dir():
         raise GuildError(f"invalid archive {archive_path} - expected a directory or a zip file")
     _import_from(src.absolute(), archive_path, runs, move, yes, rf)
 
 
-def _import_from(root: Path, name: str, runs, move: bool, yes: bool, rf) -> None:
+def _import_from(root: Path, name: str, runs, move: bool, yes: bool, rf, extracted_zip: bool = False) -> None:
     selected = selected_runs(rf, runs, archive=root)
     if not selected:
         click.echo("No runs to import.", err=True)
@@ -97,8 +87,11 @@ def _import_from(root: Path, name: str, runs, move: bool, yes: bool, rf) -> None
         store.check_links(run)
     verb = "move" if move else "copy"
     confirm_runs(selected, f"You are about to import ({verb}) the following runs from '{name}':", "Continue?", yes)
-    done = store.transfer(selected, home.runs_dir(), move, _warn)
-    click.echo(f"Imported {len(done)} run(s) from {name}", err=True)
+    # Runs extracted from a zip are this command's own: they move into
+    # place with a rename.
+    out = store.transfer(selected, home.runs_dir(), move or extracted_zip, _warn)
+    report_outcome(out)
+    click.echo(f"Imported {len(out.done)} run(s) from {name}", err=True)
 
 
 class extracted:
@@ -112,7 +105,10 @@ class extracted:
     def __enter__(self) -> Path:
         runs_dir = home.runs_dir()
         runs_dir.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix=".tmp-import-", dir=runs_dir))
+        # Hidden, and named for this process: if it is killed, a later
+        # command removes what it extracted (store.sweep).
+        self.dir = runs_dir / home.hidden_name(home.TMP_PREFIX, "import-" + os.urandom(4).hex())
+        self.dir.mkdir()
         try:
             archive.extract(self.path, self.dir)
         except BaseException:

@@ -36,6 +36,21 @@ COMMANDS = {
 ALIASES = {"ops": "operations"}
 
 
+def os_error_message(e: OSError) -> str:
+    what = e.strerror or str(e)
+    return f"{e.filename}: {what}" if e.filename else what
+
+
+def _quiet_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def report(e: GuildError) -> None:
     click.echo(f"guild: {e}", err=True)
     if e.hint:
@@ -80,6 +95,15 @@ class GuildGroup(click.Group):
             return super().invoke(ctx)
         except GuildError as e:
             report(e)
+            ctx.exit(1)
+        except BrokenPipeError:
+            # The reader went away (`guild runs | head`): nothing to say.
+            _quiet_stdout()
+            ctx.exit(1)
+        except OSError as e:
+            # A full disk, a read-only file system, a permission: every
+            # store change is all or nothing, so one line says it all.
+            report(GuildError(os_error_message(e)))
             ctx.exit(1)
 
 

@@ -7,7 +7,7 @@ import click
 from guild_core import store
 from guild_core.errors import GuildError
 
-from .runselect import confirm_runs, filter_options, selected_runs
+from .runselect import confirm_runs, filter_options, report_outcome, selected_runs, still_selected
 
 
 def _yes_option(fn):
@@ -55,8 +55,9 @@ def delete(runs, permanent, force, yes, rf):
         for run in running:
             click.echo(f"Stopping {run.id} (pid {run.pid})", err=True)
             runner.stop(run)
-    count = store.delete(selected, permanent)
-    click.echo(f"Deleted {count} run(s)", err=True)
+    out = store.delete(selected, permanent, still=still_selected(rf, exempt={r.id for r in running}))
+    report_outcome(out)
+    click.echo(f"Deleted {len(out.done)} run(s)", err=True)
 
 
 def _warn_dependents(selected) -> None:
@@ -85,8 +86,9 @@ def restore(runs, yes, rf):
         click.echo("Nothing to restore.", err=True)
         return
     confirm_runs(selected, "You are about to restore the following runs:", "Restore {count} run(s)?", yes)
-    count = store.restore(selected)
-    click.echo(f"Restored {count} run(s)", err=True)
+    out = store.restore(selected)
+    report_outcome(out)
+    click.echo(f"Restored {len(out.done)} run(s)", err=True)
 
 
 @click.command("purge")
@@ -109,5 +111,6 @@ def purge(runs, yes, rf):
         yes,
         default=False,
     )
-    count = store.purge(selected)
-    click.echo(f"Purged {count} run(s)", err=True)
+    out = store.purge(selected)
+    report_outcome(out)
+    click.echo(f"Purged {len(out.done)} run(s)", err=True)

@@ -9,10 +9,25 @@ import click
 
 from guild_core import flags as flagslib
 from guild_core import util
-from guild_core.errors import GuildError
+from guild_core.errors import GuildError, RunGone
 from guild_core.run import Run
 
 from .runselect import confirm_runs, filter_options, selected_runs
+
+
+def _each(selected: list[Run], change) -> list[Run]:
+    """Apply `change(run)` to each run; a run another command deleted or
+    moved meanwhile is skipped with one line (its attribute is never
+    written back as a ghost run). Returns the runs changed."""
+    done = []
+    for run in selected:
+        try:
+            change(run)
+        except RunGone:
+            click.echo(f"WARNING: run {run.short_id} is gone: another command deleted or moved it", err=True)
+            continue
+        done.append(run)
+    return done
 
 
 def _runs_or_latest(rf, runs) -> list[Run]:
@@ -73,11 +88,12 @@ def label(runs, set_, append, prepend, remove, clear, yes, rf):
     else:
         preview = "You are about to clear the label of the following runs:"
     confirm_runs(selected, preview, "Continue?", yes)
-    for run in selected:
+
+    def change(run):
         old = run.get("label") or ""
         if clear:
             run.del_attr("label")
-            continue
+            return
         if set_:
             new = format_label(set_, run)
         elif prepend:
@@ -87,10 +103,12 @@ def label(runs, set_, append, prepend, remove, clear, yes, rf):
         else:
             new = _remove_parts(remove, old)
         run.write_attr("label", new.strip())
+
+    done = _each(selected, change)
     if clear:
-        click.echo(f"Cleared label for {len(selected)} run(s)", err=True)
+        click.echo(f"Cleared label for {len(done)} run(s)", err=True)
     else:
-        click.echo(f"Labeled {len(selected)} run(s)", err=True)
+        click.echo(f"Labeled {len(done)} run(s)", err=True)
 
 
 # -- tags --------------------------------------------------------------
@@ -113,7 +131,8 @@ def tag(runs, add, delete, clear, sync_labels, yes, rf):
         click.echo("No runs to modify.", err=True)
         return
     confirm_runs(selected, "You are about to modify tags for the following runs:", "Continue?", yes)
-    for run in selected:
+
+    def change(run):
         old = list(run.get("tags") or [])
         dropped = set(old) if clear else set(delete)
         new = sorted((set(old) - dropped) | set(add))
@@ -123,7 +142,9 @@ def tag(runs, add, delete, clear, sync_labels, yes, rf):
             words = label_.split()
             prefix = [t for t in add if t not in words]
             run.write_attr("label", " ".join(prefix + ([label_] if label_ else [])))
-    click.echo(f"Modified tags for {len(selected)} run(s)", err=True)
+
+    done = _each(selected, change)
+    click.echo(f"Modified tags for {len(done)} run(s)", err=True)
 
 
 # -- marks -------------------------------------------------------------
@@ -145,18 +166,16 @@ def mark(runs, clear, yes, rf):
             click.echo("No runs to unmark.", err=True)
             return
         confirm_runs(selected, "You are about to unmark the following runs:", "Continue?", yes)
-        for run in selected:
-            run.del_attr("marked")
-        click.echo(f"Unmarked {len(selected)} run(s)", err=True)
+        done = _each(selected, lambda run: run.del_attr("marked"))
+        click.echo(f"Unmarked {len(done)} run(s)", err=True)
         return
     selected = _runs_or_latest(rf, runs)
     if not selected:
         click.echo("No runs to mark.", err=True)
         return
     confirm_runs(selected, "You are about to mark the following runs:", "Continue?", yes)
-    for run in selected:
-        run.write_attr("marked", True)
-    click.echo(f"Marked {len(selected)} run(s)", err=True)
+    done = _each(selected, lambda run: run.write_attr("marked", True))
+    click.echo(f"Marked {len(done)} run(s)", err=True)
 
 
 # -- comments ----------------------------------------------------------
@@ -188,20 +207,22 @@ def comment(runs, list_, add, message, edit, delete, clear, user, yes, rf):
         return
     if delete:
         confirm_runs(selected, f"You are about to delete comment {delete} from the following runs:", "Continue?", yes)
-        for run in selected:
+
+        def drop(run):
             comments = list(run.get("comments") or [])
             if delete <= len(comments):
                 del comments[delete - 1]
                 run.write_attr("comments", comments)
-        click.echo(f"Deleted comment for {len(selected)} run(s)", err=True)
+
+        done = _each(selected, drop)
+        click.echo(f"Deleted comment for {len(done)} run(s)", err=True)
         return
     if clear:
         confirm_runs(
             selected, "WARNING: You are about to delete ALL comments from the following runs:", "Continue?", yes, False
         )
-        for run in selected:
-            run.del_attr("comments")
-        click.echo(f"Deleted all comments for {len(selected)} run(s)", err=True)
+        done = _each(selected, lambda run: run.del_attr("comments"))
+        click.echo(f"Deleted all comments for {len(done)} run(s)", err=True)
         return
     edited = False
     if not text or edit:
@@ -214,9 +235,8 @@ def comment(runs, list_, add, message, edit, delete, clear, user, yes, rf):
         confirm_runs(selected, "You are about to add a comment to the following runs:", "Continue?", yes)
     who, _, host = (user or util.username()).partition("@")
     entry = {"body": text, "user": who, "host": host or util.hostname(), "time": util.now_micros()}
-    for run in selected:
-        run.write_attr("comments", list(run.get("comments") or []) + [entry])
-    click.echo(f"Added comment to {len(selected)} run(s)", err=True)
+    done = _each(selected, lambda run: run.write_attr("comments", list(run.get("comments") or []) + [entry]))
+    click.echo(f"Added comment to {len(done)} run(s)", err=True)
 
 
 def _list_comments(runs: list[Run]) -> None:

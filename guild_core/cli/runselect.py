@@ -175,6 +175,35 @@ def selected_run(
     return select.select_one(filtered_runs(rf, deleted, archive), spec)
 
 
+def still_selected(rf: select.RunFilter, exempt=frozenset()):
+    """``still(run)`` for a fresh view of a selected run just before a
+    command changes it: not running (unless in `exempt`, runs the
+    command itself stopped), and still passing the filter. A run that
+    started, or finished, since it was selected is left alone."""
+    ext = extensions() if rf.expr else None
+
+    def still(run: Run) -> bool:
+        if run.id in exempt:
+            return True
+        if run.status == "running":
+            return False
+        return bool(select.filter_runs([run], rf, ext))
+
+    return still
+
+
+def report_outcome(out) -> None:
+    """One line for each run a race took from a command (`store.Outcome`)."""
+    for run in out.gone:
+        click.echo(f"WARNING: run {run.short_id} is gone: another command deleted or moved it", err=True)
+    for run in out.changed:
+        click.echo(
+            f"WARNING: run {run.short_id} changed since it was selected "
+            f"(now {Run(run.id, run.path).status}); it is left as it is",
+            err=True,
+        )
+
+
 def format_preview(runs: list[Run]) -> list[str]:
     """Guild AI's preview rows, indented: ``[id8]  op  started  status  label``."""
     from .runs import format_list

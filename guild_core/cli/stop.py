@@ -33,7 +33,7 @@ def stop(runs, yes, no_wait, rf):
             sys.exit(1)
     for r in targets:
         click.echo(f"Stopping {r.id} (pid {r.pid})")
-        runner.stop(r, timeout=0.0 if no_wait else runner.STOP_TIMEOUT)
+        runner.stop(r, wait=not no_wait)
 
 
 @click.command()
