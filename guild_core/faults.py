@@ -9,8 +9,9 @@ is one comparison against None. With ``GUILD_FAULTS`` set, as in::
 
 the process acts at that point: ``kill`` sends itself SIGKILL (a
 ``kill -9`` at exactly that moment), ``enospc`` and ``eio`` raise the
-OSError a full or failing disk raises. ``@N`` acts on the Nth time the
-point is reached (default: the first). Names are ``module.step``; a test
+OSError a full or failing disk raises, ``sleep:SECS`` holds the process
+there (to widen a race window a test wants to look into). ``@N`` acts
+on the Nth time the point is reached (default: the first). Names are ``module.step``; a test
 (``tests/test_faults.py``) finds every point in the source and crashes
 each one.
 """
@@ -59,3 +60,7 @@ def _maybe_fail(name: str) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     elif action == "eio":
         raise OSError(errno.EIO, os.strerror(errno.EIO))
+    elif action.startswith("sleep:"):
+        import time
+
+        time.sleep(float(action[len("sleep:"):]))

@@ -504,6 +504,10 @@ ATTR_TYPES = {
 _warned: set[tuple[str, str]] = set()
 
 
+def forget_warnings() -> None:
+    _warned.clear()
+
+
 def _warn_bad_attr(run: "Run", name: str, why: str) -> None:
     # Once per run and file in a command: a listing reads attributes
     # many times.

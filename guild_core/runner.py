@@ -238,6 +238,7 @@ def whole_run_dir():
         yield run_id, tmp, final
         faults.point("runner.create.assembled")
         os.rename(tmp, final)
+        faults.point("runner.create.renamed")
     except BaseException:
         import shutil
 

@@ -60,8 +60,31 @@ def _print_disk_space() -> None:
     ]
     click.echo("disk_space:")
     rows = [[f"  {name}:", format_bytes(disk_usage(path)), str(path)] for name, path in paths]
+    rows.append(_leftovers_row())
     for line in util.table(rows, sep=" "):
         click.echo(line)
+
+
+def _leftovers_row() -> list[str]:
+    """Hidden work under runs/ and the trash: a crashed command's
+    leftovers (the next listing removes them) or work under way."""
+    from guild_core import store
+
+    found = store.leftovers(home.runs_dir()) + store.leftovers(home.trash_runs_dir())
+    size = sum(disk_usage(lo.path) + _own_size(lo.path) for lo in found)
+    dead = sum(1 for lo in found if not lo.owner_alive)
+    live = len(found) - dead
+    desc = f"{dead} from interrupted commands"
+    if live:
+        desc += f", {live} in progress"
+    return ["  leftovers:", format_bytes(size), desc]
+
+
+def _own_size(path: Path) -> int:
+    try:
+        return path.lstat().st_size if not path.is_dir() else 0
+    except OSError:
+        return 0
 
 
 def disk_usage(path: Path) -> int:
