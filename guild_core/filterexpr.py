@@ -46,6 +46,12 @@ _BUILTIN_OPS = ("<>", "!=", "<=", ">=", "=", "<", ">")
 
 _NUMBER_P = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
+# How deeply "(", "not" and "[" may nest, together. The parser and the
+# predicates it builds recurse once or a few times a level, so this keeps
+# both far from Python's recursion limit; no hand-written filter comes
+# near it.
+MAX_DEPTH = 100
+
 
 class FilterSyntaxError(GuildError):
     """A filter expression that does not parse; `pos` is 0-based."""
@@ -205,6 +211,14 @@ class _Parser:
         self.tokens = tokens
         self.i = 0
         self.ext = ext
+        self.depth = 0
+
+    def _enter(self) -> None:
+        """One more level of nesting; refused past `MAX_DEPTH`, before the
+        recursion gets anywhere near Python's limit."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise GuildError(f"filter nests too deeply (more than {MAX_DEPTH} levels)")
 
     @property
     def tok(self) -> Token:
@@ -253,14 +267,18 @@ class _Parser:
     def _not(self) -> Predicate:
         if self._is_kw("not"):
             self._next()
+            self._enter()
             inner = self._not()
+            self.depth -= 1
             return lambda rv: not inner(rv)
         if self.tok.kind == "(":
             self._next()
+            self._enter()
             inner = self._or()
             if self.tok.kind != ")":
                 self._fail()
             self._next()
+            self.depth -= 1
             return inner
         return self._test()
 
@@ -320,14 +338,17 @@ class _Parser:
         if tok.kind == "kw" and tok.value == "undefined":
             return None
         if tok.kind == "[":
+            self._enter()
             items: list[Any] = []
             if self.tok.kind == "]":
                 self._next()
+                self.depth -= 1
                 return items
             while True:
                 items.append(self._term())
                 sep = self._next()
                 if sep.kind == "]":
+                    self.depth -= 1
                     return items
                 if sep.kind != ",":
                     self._fail(sep)
