@@ -157,8 +157,14 @@ def resolve_flag_values(
             if not force:
                 raise FlagError(f"unsupported flag '{name}'")
             user_flags[name] = decode_auto(raw)
-            continue
-        user_flags[name] = coerce(flagdef, raw)
+        else:
+            user_flags[name] = coerce(flagdef, raw)
+        if isinstance(user_flags[name], list) and not user_flags[name] and not (flagdef and isinstance(flagdef.default, list)):
+            # NAME=[...] lists the values of a batch, and a batch of no
+            # trials is a mistake (Guild AI 0.9 runs nothing and exits 0).
+            # A list-valued flag (its default is a list) is different:
+            # the list is its value, so [] is an empty list passed as is.
+            raise FlagError(f"flag '{name}' has an empty list of values")
     flags: dict[str, Any] = {}
     for name, flagdef in flagdefs.items():
         if name in user_flags:
