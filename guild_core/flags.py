@@ -104,6 +104,10 @@ def encode_value(val: Any) -> str:
         return "null"
     if isinstance(val, list):
         return "[" + ", ".join(_encode_list_item(v) for v in val) + "]"
+    if isinstance(val, dict):
+        # Guild AI's flow style, keys sorted: {a: 1, b: [2, 3]}.
+        items = sorted(val.items(), key=lambda kv: str(kv[0]))
+        return "{" + ", ".join(f"{_encode_list_item(k)}: {_encode_list_item(v)}" for k, v in items) + "}"
     if isinstance(val, float):
         return _format_float(val)
     if isinstance(val, str):
