@@ -69,33 +69,126 @@ class _Map(dict):
     line: int
 
 
-def _loader():
+class _Seq(list):
+    """A YAML sequence that remembers the line of each item."""
+
+    lines: list[int]
+    line: int
+
+
+# Guards against YAML that is valid but hostile: nesting that would
+# exhaust Python's stack, and aliases that multiply (a "billion laughs"
+# document is a few hundred bytes that expands to gigabytes).
+MAX_YAML_DEPTH = 100
+MAX_YAML_VALUES = 200_000
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _loader(path: Path):
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        depth = 0
+
+        def compose_node(self, parent, index):
+            # Aliases do not come through here, only nodes written out.
+            self.depth += 1
+            try:
+                if self.depth > MAX_YAML_DEPTH:
+                    line = self.peek_event().start_mark.line + 1
+                    raise OpDefError(
+                        f"{path}:{line}: guild.yml nests too deeply "
+                        f"(more than {MAX_YAML_DEPTH} levels)"
+                    )
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
 
     def construct_mapping(loader, node, deep=False):
+        # Keys written in this mapping come last once merge keys (<<) are
+        # flattened in; only those may not repeat (a merged key may be
+        # overridden, a key written twice is a mistake).
+        own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
         loader.flatten_mapping(node)
+        first_own = len(node.value) - own
         m = _Map()
         m.lines = {}
         m.line = node.start_mark.line + 1
-        for key_node, val_node in node.value:
+        seen: dict[Any, int] = {}
+        for i, (key_node, val_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
             try:
                 hash(key)
             except TypeError:
-                raise OpDefError(
-                    f"{loader.name}:{key_node.start_mark.line + 1}: invalid key {key!r}"
-                ) from None
+                raise OpDefError(f"{path}:{line}: invalid key {key!r}") from None
+            if i >= first_own:
+                if key in seen:
+                    raise OpDefError(
+                        f"{path}:{line}: duplicate key {key!r} (first on line {seen[key]})"
+                    )
+                seen[key] = line
             m[key] = loader.construct_object(val_node, deep=True)
-            m.lines[key] = key_node.start_mark.line + 1
+            m.lines[key] = line
         return m
+
+    def construct_sequence(loader, node):
+        s = _Seq(loader.construct_object(child, deep=True) for child in node.value)
+        s.line = node.start_mark.line + 1
+        s.lines = [child.start_mark.line + 1 for child in node.value]
+        return s
 
     Loader.add_constructor(
         yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping
     )
+    Loader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence
+    )
     return Loader
+
+
+def _check_expansion(path: Path, root) -> None:
+    """Refuse a document whose aliases refer to themselves or expand it
+    past `MAX_YAML_VALUES` values, before anything is constructed.
+
+    Sizes are counted once per node (aliases share nodes), without
+    recursion, so this costs time in the size of the text, not of the
+    expansion.
+    """
+    import yaml
+
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        if done:
+            open_nodes.discard(key)
+            size = 1 + sum(sizes[id(child)] for child in children)
+            if size > MAX_YAML_VALUES:
+                raise OpDefError(
+                    f"{path}:{node.start_mark.line + 1}: guild.yml expands to too much "
+                    f"data (more than {MAX_YAML_VALUES:,} values through aliases)"
+                )
+            sizes[key] = size
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise OpDefError(
+                f"{path}:{node.start_mark.line + 1}: recursive alias (a value that contains itself)"
+            )
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
 
 
 def load_guildfile(path: Path) -> dict[str, dict[str, Any]]:
@@ -108,38 +201,70 @@ def load_guildfile(path: Path) -> dict[str, dict[str, Any]]:
     import yaml
 
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as e:
         raise OpDefError(f"cannot read {path}: {e.strerror}") from None
     try:
-        data = yaml.load(text, Loader=_loader())
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise OpDefError(f"{path}:{line}: cannot read: not UTF-8 text") from None
+    loader = _loader(path)(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        _check_expansion(path, node)
+        data = loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
         raise OpDefError(f"{path}{line}: {e.problem or e}") from None
     except yaml.YAMLError as e:
         raise OpDefError(f"{path}: {e}") from None
+    finally:
+        loader.dispose()
     if data is None:
         return {}
     if isinstance(data, dict):
         return _check_ops(path, data, model="")
     if isinstance(data, list):
         ops: dict[str, dict[str, Any]] = {}
-        for item in data:
+        for i, item in enumerate(data):
             if not isinstance(item, dict):
-                raise OpDefError(f"{path}: expected a mapping, got {item!r}")
+                raise OpDefError(f"{path}:{_line(data, i)}: expected a mapping, got {item!r}")
             if "config" in item and "model" not in item:
                 continue
-            model = item.get("model") or ""
-            ops.update(_check_ops(path, item.get("operations") or _Map(), model, item))
+            model = item.get("model")
+            if model is None:
+                model = ""
+            elif not _is_name(model):
+                raise OpDefError(f"{path}:{_line(item, 'model')}: model must be a string")
+            ops_data = item.get("operations")
+            if ops_data is None:
+                ops_data = _Map()
+                ops_data.lines, ops_data.line = {}, _line(item)
+            ops.update(_check_ops(path, ops_data, str(model), item))
         return ops
     raise OpDefError(f"{path}:1: expected a mapping of operations")
 
 
 def _line(m: Any, key: Any = None) -> int:
+    """The line of `key` in a loaded mapping (an index in a sequence),
+    else of the mapping itself."""
     if isinstance(m, _Map):
         return m.lines.get(key, m.line) if key is not None else m.line
+    if isinstance(m, _Seq):
+        if isinstance(key, int) and 0 <= key < len(m.lines):
+            return m.lines[key]
+        return m.line
     return 1
+
+
+def _is_name(val: Any) -> bool:
+    """A name YAML may give as a number (``5:``) but not as a boolean,
+    null or anything else."""
+    return isinstance(val, (str, int)) and not isinstance(val, bool)
 
 
 def _check_ops(path: Path, data: dict, model: str, parent: Any = None) -> dict[str, dict]:
