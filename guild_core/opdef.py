@@ -195,8 +195,9 @@ def load_guildfile(path: Path) -> dict[str, dict[str, Any]]:
     """Operations defined in a guild.yml, by name.
 
     Accepts the operation-only format (a mapping of operation names) and
-    the full format (a list of ``model:``/``operations:`` items). Errors
-    name the file and line.
+    the full format (a list of ``model:``/``operations:`` items). Every
+    value an operation uses is checked here, so a bad guild.yml is an
+    `OpDefError` naming the file, line and key, whatever the command.
     """
     import yaml
 
@@ -267,36 +268,189 @@ def _is_name(val: Any) -> bool:
     return isinstance(val, (str, int)) and not isinstance(val, bool)
 
 
-def _check_ops(path: Path, data: dict, model: str, parent: Any = None) -> dict[str, dict]:
+def _check_ops(path: Path, data: Any, model: str, parent: Any = None) -> dict[str, dict]:
     if not isinstance(data, dict):
         raise OpDefError(f"{path}:{_line(parent, 'operations')}: operations must be a mapping")
     ops = {}
     for name, op in data.items():
         where = f"{path}:{_line(data, name)}"
+        if not _is_name(name):
+            raise OpDefError(f"{where}: invalid operation name {name!r} (quote it for a string)")
         if op is None:
             op = _Map()
             op.lines, op.line = {}, _line(data, name)
         if not isinstance(op, dict):
             raise OpDefError(f"{where}: operation '{name}' must be a mapping")
-        for key in op:
-            if key not in OP_KEYS:
-                raise OpDefError(
-                    f"{path}:{_line(op, key)}: unknown attribute '{key}' "
-                    f"in operation '{name}'"
-                )
-        if "main" in op and "exec" in op:
-            raise OpDefError(f"{where}: operation '{name}' has both main and exec")
-        for key in ("main", "exec", "label", "description", "flags-dest"):
-            if key in op and op[key] is not None and not isinstance(op[key], str):
-                raise OpDefError(f"{path}:{_line(op, key)}: {key} must be a string")
-        flags = op.get("flags")
-        if flags is not None and not isinstance(flags, dict):
-            raise OpDefError(f"{path}:{_line(op, 'flags')}: flags must be a mapping")
-        for fname, fdata in (flags or {}).items():
-            _check_flag(path, flags, fname, fdata)
+        _check_op(path, str(name), op)
         full = f"{model}:{name}" if model else str(name)
         ops[full] = op
     return ops
+
+
+# guild.yml's flags-dest, as Guild AI reads it: exact words and prefixes
+# that need a name after the colon.
+FLAGS_DEST_WORDS = ("args", "globals", "none")
+FLAGS_DEST_PREFIXES = ("global:", "dict:", "namespace:", "args:", "config:")
+FLAGS_DEST_FORMS = (
+    "args", "globals", "global:NAME", "dict:NAME", "namespace:NAME",
+    "args:NAME", "config:PATH", "none",
+)
+
+
+def _check_op(path: Path, name: str, op: dict) -> None:
+    """Every attribute an operation may have, checked for its shape, so
+    nothing malformed is silently ignored or fails later with no line."""
+
+    def fail(key: str, msg: str) -> None:
+        raise OpDefError(f"{path}:{_line(op, key)}: {msg}")
+
+    for key in op:
+        if key not in OP_KEYS:
+            fail(key, f"unknown attribute '{key}' in operation '{name}'")
+    if "main" in op and "exec" in op:
+        raise OpDefError(f"{path}:{_line(op)}: operation '{name}' has both main and exec")
+    for key in ("main", "exec", "label", "description"):
+        if key in op and op[key] is not None and not isinstance(op[key], str):
+            fail(key, f"{key} must be a string")
+    for key in ("main", "exec"):
+        # Split as the runner will split it, so a bad quote is reported
+        # here, with its line, and not as the run starts.
+        cmd = op.get(key)
+        if cmd is None:
+            continue
+        if not cmd.strip():
+            fail(key, f"{key} is empty")
+        try:
+            shlex.split(cmd)
+        except ValueError as e:
+            fail(key, f"invalid {key}: {str(e).lower()} in {cmd!r}")
+    if op.get("flags-dest") is not None:
+        dest = op["flags-dest"]
+        if not isinstance(dest, str) or not (
+            dest in FLAGS_DEST_WORDS
+            or any(dest.startswith(p) and len(dest) > len(p) for p in FLAGS_DEST_PREFIXES)
+        ):
+            fail("flags-dest", f"invalid flags-dest {dest!r} (expected one of: {', '.join(FLAGS_DEST_FORMS)})")
+    env = op.get("env")
+    if env is not None:
+        if not isinstance(env, dict):
+            fail("env", "env must be a mapping of names to values")
+        for var, val in env.items():
+            if not _is_name(var):
+                raise OpDefError(f"{path}:{_line(env, var)}: invalid env name {var!r}")
+            if val is not None and not _is_scalar(val):
+                raise OpDefError(
+                    f"{path}:{_line(env, var)}: env value for '{var}' must be a string, "
+                    f"number or boolean (got {_kind(val)})"
+                )
+    flags = op.get("flags")
+    if flags is not None and not isinstance(flags, dict):
+        fail("flags", "flags must be a mapping")
+    for fname, fdata in (flags or {}).items():
+        if not _is_name(fname):
+            raise OpDefError(
+                f"{path}:{_line(flags, fname)}: invalid flag name {fname!r} (quote it for a string)"
+            )
+        _check_flag(path, flags, str(fname), fdata)
+    imports = op.get("flags-import")
+    if not (imports is None or isinstance(imports, (bool, str)) or _is_name_list(imports)):
+        fail("flags-import", "flags-import must be yes, no, all or a list of flag names")
+    skip = op.get("flags-import-skip")
+    if not (skip is None or isinstance(skip, str) or _is_name_list(skip)):
+        fail("flags-import-skip", "flags-import-skip must be a list of flag names")
+    if "output-scalars" in op:
+        _check_output_scalars(path, op)
+    if op.get("sourcecode") is not None:
+        _check_sourcecode(path, op)
+    requires = op.get("requires")
+    if isinstance(requires, str) or (
+        isinstance(requires, list) and any(isinstance(r, str) for r in requires)
+    ):
+        # Guild AI's named resources (`requires: prepared-data`) need a
+        # `resources:` section this project does not read.
+        fail("requires", "requires: named resources are not supported "
+             "(use a mapping such as 'operation: NAME')")
+    if not (
+        requires is None
+        or isinstance(requires, dict)
+        or (isinstance(requires, list) and all(isinstance(r, dict) for r in requires))
+    ):
+        fail("requires", "requires must be a mapping or a list of mappings")
+    optimizers = op.get("optimizers")
+    if not (
+        optimizers is None
+        or _is_name_list(optimizers)
+        or (isinstance(optimizers, dict) and all(
+            _is_name(k) and (v is None or isinstance(v, (str, dict))) for k, v in optimizers.items()
+        ))
+    ):
+        fail("optimizers", "optimizers must be a mapping or a list of names")
+    if op.get("default") is not None and not isinstance(op["default"], bool):
+        fail("default", "default must be yes or no")
+    tags = op.get("tags")
+    if not (tags is None or isinstance(tags, str) or (
+        isinstance(tags, list) and all(isinstance(t, str) for t in tags)
+    )):
+        fail("tags", "tags must be a string or a list of strings")
+    trials = op.get("default-max-trials")
+    if trials is not None and not (_is_name(trials) and isinstance(trials, int) and trials >= 1):
+        fail("default-max-trials", f"default-max-trials must be a positive integer (got {trials!r})")
+    objective = op.get("objective")
+    if not (objective is None or isinstance(objective, str) or (
+        isinstance(objective, dict)
+        and len(objective) == 1
+        and next(iter(objective)) in ("minimize", "maximize")
+        and isinstance(next(iter(objective.values())), str)
+    )):
+        fail("objective", "objective must be a scalar name or a mapping with minimize or maximize")
+
+
+def _check_output_scalars(path: Path, op: dict) -> None:
+    """Guild AI's forms (a mapping TAG: REGEX, a list of mappings or
+    regexes, a regex, no/null), each regex compiled as the run will."""
+    from .scalars import compile_patterns
+
+    config = op["output-scalars"]
+    line = _line(op, "output-scalars")
+    if config is None or config is False:
+        return
+    if isinstance(config, (str, dict)):
+        items, lines = [config], [line]
+    elif isinstance(config, list):
+        items, lines = config, [_line(config, i) for i in range(len(config))]
+    else:
+        raise OpDefError(
+            f"{path}:{line}: invalid output-scalars {config!r}: expected a mapping "
+            "(TAG: REGEX), a list, a regex or no"
+        )
+    for item, item_line in zip(items, lines):
+        if isinstance(item, dict):
+            parts = [({key: val}, _line(item, key)) for key, val in item.items()]
+        else:
+            parts = [(item, item_line)]
+        for part, part_line in parts:
+            try:
+                compile_patterns([_plain(part)])
+            except OpDefError as e:
+                raise OpDefError(f"{path}:{part_line}: {e}") from None
+
+
+SOURCECODE_KEYS = {"select", "root", "dest", "digest", "disabled"}
+
+
+def _check_sourcecode(path: Path, op: dict) -> None:
+    config = op["sourcecode"]
+    if isinstance(config, dict):
+        for key, val in config.items():
+            where = f"{path}:{_line(config, key)}"
+            if key not in SOURCECODE_KEYS:
+                raise OpDefError(f"{where}: unknown attribute '{key}' in sourcecode")
+            if key in ("root", "dest") and val is not None and not isinstance(val, str):
+                raise OpDefError(f"{where}: sourcecode {key} must be a path")
+    try:
+        parse_spec(_plain(config))
+    except OpDefError as e:
+        raise OpDefError(f"{path}:{_line(op, 'sourcecode')}: {e}") from None
 
 
 def _check_flag(path: Path, flags: dict, name: str, data: Any) -> None:
@@ -316,6 +470,34 @@ def _check_flag(path: Path, flags: dict, name: str, data: Any) -> None:
     choices = data.get("choices")
     if choices is not None and not isinstance(choices, list):
         raise OpDefError(f"{path}:{_line(data, 'choices')}: choices must be a list")
+
+
+def _is_scalar(val: Any) -> bool:
+    return isinstance(val, (str, int, float, bool))
+
+
+def _is_name_list(val: Any) -> bool:
+    return isinstance(val, list) and all(_is_name(v) for v in val)
+
+
+def _kind(val: Any) -> str:
+    import datetime
+
+    if isinstance(val, dict):
+        return "a mapping"
+    if isinstance(val, list):
+        return "a list"
+    if isinstance(val, datetime.datetime):
+        return "a timestamp"
+    if isinstance(val, datetime.date):
+        return "a date"
+    if isinstance(val, bytes):
+        return "binary data"
+    if isinstance(val, (set, frozenset)):
+        return "a set"
+    if isinstance(val, tuple):
+        return "an ordered-mapping entry"
+    return f"a {type(val).__name__}"
 
 
 # ---------------------------------------------------------------------
@@ -402,7 +584,8 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
         sourcecode=parse_spec(_plain(data.get("sourcecode"))),
         label=data.get("label"),
         description=(data.get("description") or "").strip(),
-        env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
+        # Scalars as strings, as written; null is empty, as in Guild AI.
+        env={str(k): "" if v is None else str(v) for k, v in (data.get("env") or {}).items()},
         guildfile=gf,
         data=_plain(data),
     )
@@ -447,7 +630,7 @@ def _merge_imported(defined, detected, flags_import, skip) -> dict[str, FlagDef]
         names = [n for n in detected if n in defined]
     else:
         names = [flags_import] if isinstance(flags_import, str) else list(flags_import)
-    skip = set(skip or [])
+    skip = {skip} if isinstance(skip, str) else set(skip or [])
     merged = dict(defined)
     for n in names:
         if n in skip or n not in detected:
