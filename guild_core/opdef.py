@@ -455,21 +455,82 @@ def _check_sourcecode(path: Path, op: dict) -> None:
 
 def _check_flag(path: Path, flags: dict, name: str, data: Any) -> None:
     if not isinstance(data, dict):
+        _check_value(path, _line(flags, name), f"invalid default for flag '{name}'", data)
         return
+
+    def fail(key: str, msg: str) -> None:
+        raise OpDefError(f"{path}:{_line(data, key)}: {msg}")
+
     for key in data:
         if key not in FLAG_KEYS:
-            raise OpDefError(
-                f"{path}:{_line(data, key)}: unknown attribute '{key}' in flag '{name}'"
-            )
+            fail(key, f"unknown attribute '{key}' in flag '{name}'")
     ftype = data.get("type")
     if ftype is not None and ftype not in FLAG_TYPES:
-        raise OpDefError(
-            f"{path}:{_line(data, 'type')}: invalid type '{ftype}' for flag '{name}' "
-            f"(expected one of: {', '.join(FLAG_TYPES)})"
-        )
+        fail("type", f"invalid type '{ftype}' for flag '{name}' (expected one of: {', '.join(FLAG_TYPES)})")
+    if "default" in data:
+        _check_value(path, _line(data, "default"), f"invalid default for flag '{name}'", data["default"])
     choices = data.get("choices")
     if choices is not None and not isinstance(choices, list):
-        raise OpDefError(f"{path}:{_line(data, 'choices')}: choices must be a list")
+        fail("choices", "choices must be a list")
+    for i, choice in enumerate(choices or []):
+        line = _line(choices, i)
+        if isinstance(choice, dict):
+            if "value" not in choice:
+                raise OpDefError(f"{path}:{line}: invalid choice for flag '{name}': a choice mapping needs a 'value'")
+            choice = choice["value"]
+        _check_value(path, line, f"invalid choice for flag '{name}'", choice)
+    for key in ("description", "arg-name", "null-label", "distribution"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            fail(key, f"{key} of flag '{name}' must be a string")
+    if data.get("required") is not None and not isinstance(data["required"], bool):
+        fail("required", f"required of flag '{name}' must be yes or no")
+    if data.get("arg-switch") is not None and not _is_scalar(data["arg-switch"]):
+        fail("arg-switch", f"arg-switch of flag '{name}' must be a string, number or boolean")
+    for key in ("min", "max"):
+        val = data.get(key)
+        if val is not None and (isinstance(val, bool) or not isinstance(val, (int, float))):
+            fail(key, f"{key} of flag '{name}' must be a number")
+    if data.get("default") is not None and ("type" in data or "choices" in data):
+        # A default is checked as a command-line value would be (Guild AI
+        # refuses such a run too, but only once it is started).
+        from .errors import FlagError
+        from .flags import coerce
+
+        flagdef = _guildfile_flagdef(name, _plain(data))
+        try:
+            coerce(flagdef, flagdef.default)
+        except FlagError as e:
+            fail("default", f"default of flag '{name}': {e}")
+
+
+def _check_value(path: Path, line: int, what: str, val: Any) -> None:
+    problem = _value_problem(val)
+    if problem:
+        raise OpDefError(f"{path}:{line}: {what}: {problem}")
+
+
+def _value_problem(val: Any) -> str | None:
+    """Why `val` cannot be a flag value, or None. Values are Guild AI's:
+    scalars, lists (nested lists too) and mappings. A list may not hold a
+    mapping: a list is a value list (a batch) or a list-valued flag's
+    value, and neither has a command-line form for a mapping item."""
+    stack = [(val, False)]
+    while stack:
+        item, in_list = stack.pop()
+        if item is None or _is_scalar(item):
+            continue
+        if isinstance(item, dict):
+            if in_list:
+                return "a list may not contain a mapping"
+            bad_keys = [k for k in item if not _is_scalar(k)]
+            if bad_keys:
+                return f"invalid key {bad_keys[0]!r}"
+            stack.extend((v, False) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, True) for v in item)
+        else:
+            return f"{item} is {_kind(item)} (quote it for a string)"
+    return None
 
 
 def _is_scalar(val: Any) -> bool:
@@ -589,7 +650,8 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
         guildfile=gf,
         data=_plain(data),
     )
-    flagdefs = {str(n): _guildfile_flagdef(str(n), v) for n, v in (data.get("flags") or {}).items()}
+    # Plain values: a flag's default is written into the run's attributes.
+    flagdefs = {str(n): _guildfile_flagdef(str(n), v) for n, v in _plain(data.get("flags") or {}).items()}
     dest = data.get("flags-dest")
     if opdef.exec is None and (data.get("main") or "").strip() == "guild.pass":
         # Guild AI's do-nothing module: an operation that only gathers
