@@ -656,3 +656,20 @@ def test_runs_dir_that_is_a_file(cli, guild_home):
     result = cli("runs")
     assert result.exit_code == 1
     assert result.stderr.strip() == f"guild: {guild_home / 'runs'} is not a directory"
+
+
+def test_previews_comments_and_errors_escape_controls(cli, project, guild_home):
+    project.write("train.py", "msg = 'hi'\nprint(msg)\n")
+    evil = "a\x1b[31mb\nFAKE"
+    out = cli("run", "train.py", f"msg={evil}", input="n\n")
+    assert "\x1b" not in out.output and "a\\x1b[31mb\\nFAKE" in out.output
+    out = cli("run", "train.py", f"msg=[x,{evil}]", input="n\n")
+    assert "\x1b" not in out.output and "\\nFAKE" in out.output
+    cli("run", "train.py", "-y")
+    cli("runs", "comment", "-a", "c\x1b[2Jx\nforged", "-y")
+    out = cli("runs", "comment", "--list")
+    assert "\x1b" not in out.output and "c\\x1b[2Jx" in out.output
+    out = cli("runs", "label", "-s", "x\x1b[2J", input="n\n")
+    assert "\x1b" not in out.stderr
+    out = cli("runs", "info", "zz\x1b[2J")
+    assert out.exit_code == 1 and "\x1b" not in out.stderr and "zz\\x1b[2J" in out.stderr

@@ -14,7 +14,7 @@ from guild_core import batch as batchlib
 from guild_core import flags as flagslib
 from guild_core.errors import FlagError, GuildError
 from guild_core.hookspecs import BatchFileError
-from guild_core.cli.common import confirm, flags_launcher, plugin_manager
+from guild_core.cli.common import confirm, flags_launcher, plugin_manager, printable
 
 
 @dataclass
@@ -318,11 +318,11 @@ def _preview(op_name, opt_name, trials, max_trials, objective, minimize, user_fl
             shown = f"{fname}[{low}:{high}]"
         else:
             shown = flagslib.encode_value(val)
-        lines.append(f"  {name}: {shown}")
+        lines.append(f"  {printable(name)}: {printable(shown)}")
     if opt_flags:
         lines.append("Optimizer flags:")
         for name, val in sorted(opt_flags.items()):
-            lines.append(f"  {name}: {flagslib.encode_value(val)}")
+            lines.append(f"  {printable(name)}: {printable(flagslib.encode_value(val))}")
     runs = [run for res in deps or () for run in res.runs]
     if runs:
         from .runselect import format_preview

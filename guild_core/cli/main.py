@@ -52,9 +52,12 @@ def _quiet_stdout() -> None:
 
 
 def report(e: GuildError) -> None:
-    click.echo(f"guild: {e}", err=True)
+    from guild_core.cli.common import printable
+
+    # A message may quote what the user typed or a run holds.
+    click.echo(f"guild: {printable(e)}", err=True)
     if e.hint:
-        click.echo(e.hint, err=True)
+        click.echo(printable(e.hint), err=True)
 
 
 class GuildGroup(click.Group):

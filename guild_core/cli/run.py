@@ -11,7 +11,7 @@ import click
 from guild_core import flags as flagslib
 from guild_core.errors import FlagError, GuildError
 from guild_core.flagdefs import FlagDef
-from guild_core.cli.common import confirm, flag_detector, flags_launcher, plugin_manager
+from guild_core.cli.common import confirm, flag_detector, flags_launcher, plugin_manager, printable
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
@@ -224,7 +224,7 @@ def _flag_error(e: FlagError, op_name: str) -> GuildError:
 def _preview(header: str, flag_vals: dict, resolved=None) -> str:
     lines = [header]
     for name, val in sorted(flag_vals.items()):
-        lines.append(f"  {name}: {flagslib.encode_value(val)}")
+        lines.append(f"  {printable(name)}: {printable(flagslib.encode_value(val))}")
     runs = [run for res in resolved or () for run in res.runs]
     if runs:
         from .runselect import format_preview

@@ -12,6 +12,7 @@ from guild_core import util
 from guild_core.errors import GuildError, RunGone
 from guild_core.run import Run
 
+from .common import printable
 from .runselect import confirm_runs, filter_options, selected_runs
 
 
@@ -78,13 +79,13 @@ def label(runs, set_, append, prepend, remove, clear, yes, rf):
         click.echo("No runs to modify.", err=True)
         return
     if set_:
-        preview = f"You are about to label the following runs with '{set_}':"
+        preview = f"You are about to label the following runs with '{printable(set_)}':"
     elif prepend:
-        preview = f"You are about to prepend '{prepend}' to the label of the following runs:"
+        preview = f"You are about to prepend '{printable(prepend)}' to the label of the following runs:"
     elif append:
-        preview = f"You are about to append '{append}' to the label of the following runs:"
+        preview = f"You are about to append '{printable(append)}' to the label of the following runs:"
     elif remove:
-        preview = f"You are about to remove '{' '.join(remove)}' from the label of the following runs:"
+        preview = f"You are about to remove '{printable(' '.join(remove))}' from the label of the following runs:"
     else:
         preview = "You are about to clear the label of the following runs:"
     confirm_runs(selected, preview, "Continue?", yes)
@@ -253,8 +254,8 @@ def _list_comments(runs: list[Run]) -> None:
             who = c.get("user") or ""
             if c.get("host"):
                 who += f"@{c['host']}"
-            click.echo(f"  [{i}] {who} {util.format_timestamp(c.get('time'))}")
+            click.echo(f"  [{i}] {printable(who)} {util.format_timestamp(c.get('time'))}")
             click.echo()
             for body_line in str(c.get("body") or "").splitlines():
-                click.echo(f"    {body_line}")
+                click.echo(f"    {printable(body_line)}")
             click.echo()
