@@ -491,14 +491,16 @@ def _check_flag(path: Path, flags: dict, name: str, data: Any) -> None:
         if val is not None and (isinstance(val, bool) or not isinstance(val, (int, float))):
             fail(key, f"{key} of flag '{name}' must be a number")
     if data.get("default") is not None and ("type" in data or "choices" in data):
-        # A default is checked as a command-line value would be (Guild AI
-        # refuses such a run too, but only once it is started).
+        # A default is checked as the same value given on the command
+        # line would be, so `type: boolean` takes `default: 0` as `x=0`
+        # does (Guild AI refuses such a run too, but only once started).
         from .errors import FlagError
-        from .flags import coerce
+        from .flags import coerce, encode_value
 
         flagdef = _guildfile_flagdef(name, _plain(data))
+        default = flagdef.default
         try:
-            coerce(flagdef, flagdef.default)
+            coerce(flagdef, default if isinstance(default, str) else encode_value(default))
         except FlagError as e:
             fail("default", f"default of flag '{name}': {e}")
 

@@ -137,6 +137,8 @@ def test_empty_command(cli, guild_home, project, key, value):
         ("x:\n      arg-switch: {a: 1}", 5, "arg-switch of flag 'x' must be a string, number or boolean"),
         ("null: 1", 4, "invalid flag name None"),
         ("x:\n      type: int\n      default: abc", 6, "default of flag 'x': invalid value abc for x: expected an integer"),
+        ("x:\n      type: int\n      default: 1.5", 6, "default of flag 'x': invalid value 1.5 for x: expected an integer"),
+        ("x:\n      type: boolean\n      default: maybe", 6, "default of flag 'x': invalid value maybe for x: expected a boolean"),
         ("x:\n      default: 1\n      choices: [2, 3]", 5, "default of flag 'x': invalid value 1 for x: supported values are 2, 3"),
     ],
 )
@@ -151,6 +153,8 @@ def test_bad_flag_definitions(cli, guild_home, project, flag, line, message):
     "flag",
     [
         "x: {type: float, default: 1}",
+        "x: {type: boolean, default: 0}",
+        "x: {type: path, default: 5}",
         "x: {type: float, default: 'loguniform[1e-5:1e-1]'}",
         "x: {type: int, default: 2, choices: [1, 2]}",
         "x: {default: null, choices: [1, 2]}",
