@@ -253,7 +253,7 @@ def test_check_space(cli, three):
     assert out.exit_code == 0
     lines = out.output.split("disk_space:\n", 1)[1].splitlines()
     names = [line.split(":")[0].strip() for line in lines]
-    assert names == ["guild_home", "runs", "deleted_runs", "cache"]
+    assert names == ["guild_home", "runs", "deleted_runs", "cache", "leftovers"]
     sizes = {line.split(":")[0].strip(): line.split()[1] for line in lines}
     assert sizes["deleted_runs"] != "0" and sizes["runs"] != "0"
     assert str(three / "trash" / "runs") in out.output
