@@ -266,3 +266,35 @@ def test_concurrent_commands_lose_nothing(guild_home, project):
     for run_id in home_ids:
         assert (runs_dir / run_id / ".guild" / "opref").exists(), "a ghost run directory"
     assert [r["status"] for r in json.loads(guild("runs", "-a", "--json").stdout)].count("running") == 0
+
+
+@pytest.fixture
+def other_fs(tmp_path):
+    """A directory on another file system (a tmpfs; needs the right to
+    mount), so a move there is a copy and a removal."""
+    mnt = tmp_path / "other-fs"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.parametrize("point", ["store.depart.hidden", "store.copy.copied", "store.depart.arrived"])
+def test_killed_move_across_file_systems(home3, other_fs, point):
+    before = visible(home3 / "runs")
+    dest = other_fs / "arch"
+    proc = guild("export", "--move", str(dest), "-y", env={"GUILD_FAULTS": f"{point}=kill"})
+    assert proc.returncode == -9, proc.stderr
+    assert guild("runs").returncode == 0
+    assert guild("runs", "-A", str(dest)).returncode == 0
+    home, moved = visible(home3 / "runs"), visible(dest)
+    for run_id, digest in before.items():
+        assert (run_id in home) != (run_id in moved), run_id
+        assert (home.get(run_id) or moved.get(run_id)) == digest
+    assert hidden(home3 / "runs") == [] and hidden(dest) == []
+    # The move, run again, completes.
+    assert guild("export", "--move", str(dest), "-y").returncode == 0
+    assert visible(home3 / "runs") == {} and visible(dest) == before
