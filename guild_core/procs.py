@@ -111,11 +111,6 @@ def alive(owner: Owner | None) -> bool:
     return start_token(owner.pid) == owner.start
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether some live (not zombie) process has this pid."""
-    return start_token(pid) is not None
-
-
 def names_run(pid: int, run_id: str) -> bool:
     """Whether process `pid`'s environment says it is run `run_id`'s
     (how a Guild AI 0.9 run's pid is checked: it records no start time)."""

@@ -1,4 +1,4 @@
-"""Small helpers shared by the core: atomic writes, time, process checks."""
+"""Small helpers shared by the core: atomic writes, time, names, tables."""
 
 from __future__ import annotations
 
@@ -94,40 +94,6 @@ def hostname() -> str:
     import socket
 
     return socket.gethostname()
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    # A killed child that its parent has not reaped still answers kill(0).
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
-
-
-def process_start_time(pid: int) -> float | None:
-    """Seconds since the epoch when `pid` started, or None if unknown."""
-    try:
-        import psutil
-
-        return psutil.Process(pid).create_time()
-    except Exception:
-        return None
 
 
 def table(rows: list[list[str]], sep: str = "  ") -> list[str]:
