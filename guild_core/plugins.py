@@ -91,8 +91,11 @@ def entry_points() -> list[tuple[str, str, str, str]]:
     try:
         head, _, body = cache.read_text().partition("\n\n")
         if head.split("\n") == key:
-            return [tuple(line.split("\t")) for line in body.split("\n") if line]
-    except OSError:
+            cached = [tuple(line.split("\t")) for line in body.split("\n") if line]
+            # A damaged cache is scanned again, never trusted.
+            if all(len(e) == 4 for e in cached):
+                return cached
+    except (OSError, ValueError):
         pass
     entries = _scan_entry_points()
     try:

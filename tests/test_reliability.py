@@ -673,3 +673,14 @@ def test_previews_comments_and_errors_escape_controls(cli, project, guild_home):
     assert "\x1b" not in out.stderr
     out = cli("runs", "info", "zz\x1b[2J")
     assert out.exit_code == 1 and "\x1b" not in out.stderr and "zz\\x1b[2J" in out.stderr
+
+
+@pytest.mark.parametrize("damage", [b"\xff\xfe garbage", b"x\n\nonly-two\tfields\n", b""])
+def test_damaged_plugin_cache_is_rebuilt(sh, guild_home, damage):
+    assert sh("plugins").exit_code == 0
+    [cache] = (guild_home / "cache" / "plugins").glob("*")
+    head = cache.read_bytes().split(b"\n\n")[0]
+    cache.write_bytes(head + b"\n\n" + damage if damage.startswith(b"x") else damage)
+    result = sh("plugins")
+    no_traceback(result)
+    assert result.exit_code == 0 and "argparse" in result.output
