@@ -21,6 +21,11 @@ from .flags import FLAG_FUNCTION_P
 SEQUENCE_FUNCTIONS = ("range", "linspace", "logspace")
 SEARCH_FUNCTIONS = ("uniform", "loguniform")
 
+# A sequence is a list of trial values, computed whole: range[1:1e9]
+# would take minutes and gigabytes before anything is shown. Past this
+# many values a search range (uniform[LOW:HIGH]) is what is meant.
+MAX_SEQUENCE = 100_000
+
 
 def batch_names(user_flags: dict[str, Any], flagdefs: dict) -> list[str]:
     """Flags whose values may make a batch: only values the user gave,
@@ -83,12 +88,26 @@ def _number(spec: str, s: str):
 
 
 def _decimal(spec: str, s: str):
+    """A finite number within float's range (the values become floats),
+    as a Decimal: inf, nan and 1e400 are errors, not tracebacks."""
+    import math
     from decimal import Decimal, InvalidOperation
 
     try:
-        return Decimal(s)
+        d = Decimal(s)
     except InvalidOperation:
         raise FlagError(f"invalid {spec}: '{s}' is not a number") from None
+    if not d.is_finite() or not math.isfinite(float(d)):
+        raise FlagError(f"invalid {spec}: '{s}' is not a finite number")
+    return d
+
+
+def _check_count(spec: str, count) -> None:
+    if count > MAX_SEQUENCE:
+        raise FlagError(
+            f"invalid {spec}: more than {MAX_SEQUENCE:,} values "
+            "(use uniform[LOW:HIGH] to search a range)"
+        )
 
 
 def _sequence(spec: str, name: str, args: list[str]) -> list:
@@ -100,22 +119,31 @@ def _sequence(spec: str, name: str, args: list[str]) -> list:
         step = _decimal(spec, args[2]) if len(args) == 3 else Decimal(1)
         if step == 0 or (stop - start) * step < 0:
             raise FlagError(f"invalid {spec}: the step never reaches STOP")
+        # Counted before anything is built (the division is exact enough:
+        # Decimal keeps 28 digits, and a huge count is refused either way).
         count = int((stop - start) / step) + 1
+        _check_count(spec, count)
         vals = [start + i * step for i in range(count)]
         all_ints = all(_is_int_literal(a) for a in args)
         return [int(v) if all_ints else float(v) for v in vals]
     if not 2 <= len(args) <= 3:
         raise FlagError(f"invalid {spec}: expected {name}[START:STOP:COUNT]")
     start, stop = _decimal(spec, args[0]), _decimal(spec, args[1])
+    if len(args) == 3 and not _is_int_literal(args[2]):
+        raise FlagError(f"invalid {spec}: COUNT must be an integer")
     count = int(args[2]) if len(args) == 3 else 5
     if count < 1:
         raise FlagError(f"invalid {spec}: COUNT must be at least 1")
+    _check_count(spec, count)
     if count == 1:
         points = [start]
     else:
         points = [start + (stop - start) * i / (count - 1) for i in range(count)]
     if name == "logspace":
-        return [float(10 ** float(p)) for p in points]
+        try:
+            return [float(10 ** float(p)) for p in points]
+        except OverflowError:
+            raise FlagError(f"invalid {spec}: its values are too large for a float") from None
     return [float(p) for p in points]
 
 
