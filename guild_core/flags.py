@@ -84,13 +84,34 @@ def _number(s: str) -> int | float:
         return float(s)
 
 
+# How deeply a command-line value's lists and mappings may nest. YAML's
+# parser recurses a few frames a level and would hit Python's recursion
+# limit a few hundred levels in.
+MAX_VALUE_DEPTH = 100
+
+
 def _yaml(s: str) -> Any:
     import yaml
 
+    if _depth(s) > MAX_VALUE_DEPTH:
+        raise ValueError(f"nests too deeply (more than {MAX_VALUE_DEPTH} levels)")
     try:
         return yaml.safe_load(s)
     except yaml.YAMLError as e:
         raise ValueError(str(e)) from None
+
+
+def _depth(s: str) -> int:
+    """The deepest nesting of ``[``/``{`` in `s` (quotes not considered:
+    this only has to be an upper bound)."""
+    depth = deepest = 0
+    for c in s:
+        if c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
 
 
 def encode_value(val: Any) -> str:
@@ -157,9 +178,11 @@ def resolve_flag_values(
     user_flags: dict[str, Any] = {}
     for name, raw in assigns.items():
         flagdef = flagdefs.get(name)
+        if flagdef is None and not force:
+            raise FlagError(f"unsupported flag '{name}'")
+        if _depth(raw) > MAX_VALUE_DEPTH:
+            raise FlagError(f"value of flag '{name}' nests too deeply (more than {MAX_VALUE_DEPTH} levels)")
         if flagdef is None:
-            if not force:
-                raise FlagError(f"unsupported flag '{name}'")
             user_flags[name] = decode_auto(raw)
         else:
             user_flags[name] = coerce(flagdef, raw)
