@@ -578,3 +578,51 @@ def test_load_errors_are_opdef_errors(project):
     gf = write_guildfile(project, "train:\n  main: train\n  env: [1]\n")
     with pytest.raises(OpDefError, match=re.escape(f"{gf}:3: env must be a mapping")):
         load_guildfile(gf)
+
+
+# ---------------------------------------------------------------------
+# Command-line values: sequences and nesting
+# ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("x=linspace[0:1:abc]", "invalid linspace[0:1:abc]: COUNT must be an integer"),
+        ("x=linspace[0:1:1.5]", "invalid linspace[0:1:1.5]: COUNT must be an integer"),
+        ("x=range[1:inf]", "invalid range[1:inf]: 'inf' is not a finite number"),
+        ("x=range[nan:1]", "invalid range[nan:1]: 'nan' is not a finite number"),
+        ("x=range[1:5:inf]", "invalid range[1:5:inf]: 'inf' is not a finite number"),
+        ("x=linspace[-inf:inf:3]", "invalid linspace[-inf:inf:3]: '-inf' is not a finite number"),
+        ("x=range[1e400:1e401]", "invalid range[1e400:1e401]: '1e400' is not a finite number"),
+        ("x=logspace[0:400:3]", "invalid logspace[0:400:3]: its values are too large for a float"),
+        ("x=range[1:1e9]", "invalid range[1:1e9]: more than 100,000 values (use uniform[LOW:HIGH] to search a range)"),
+        ("x=range[1:2:1e-400]", "invalid range[1:2:1e-400]: more than 100,000 values"),
+        ("x=linspace[0:1:1000000000]", "invalid linspace[0:1:1000000000]: more than 100,000 values"),
+        ("x=" + "[" * 5000 + "]" * 5000, "value of flag 'x' nests too deeply (more than 100 levels)"),
+        ("x=" + "{a: " * 300 + "1" + "}" * 300, "value of flag 'x' nests too deeply (more than 100 levels)"),
+    ],
+    ids=lambda v: v[:40],
+)
+def test_bad_command_line_values(cli, guild_home, project, arg, message):
+    project.write("train.py", ECHO_PY)
+    for extra in ((), ("--print-trials",)):
+        result = cli("run", "train.py", arg, "-y", *extra)
+        assert_one_error(result, f"guild: {message}")
+    assert no_runs(guild_home)
+
+
+def test_sequence_limit_is_inclusive(cli, guild_home, project):
+    project.write("train.py", ECHO_PY)
+    result = cli("run", "train.py", "x=range[1:100000]", "--print-trials")
+    assert result.exit_code == 0, result.stderr
+    assert result.output.splitlines()[-1].split()[0] == "100000"
+
+
+def test_deep_legal_value(cli, guild_home, project):
+    project.write("train.py", "import sys\nprint(sys.argv[1:])\n")
+    project.write("guild.yml", "train:\n  main: train\n  flags-dest: args\n  flags:\n    x: [1]\n")
+    value = "[" * 100 + "]" * 100
+    result = cli("run", "train", f"x={value}", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert f"['--x', '{value}']" in result.output
