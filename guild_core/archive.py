@@ -44,8 +44,12 @@ def write(path: Path, runs: list[Run]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     mine = f"{home.TMP_PREFIX}{path.name}."
+    legacy = f".{path.name}."  # written by earlier versions: `.NAME.XXXX.tmp`
     try:
-        store.sweep(path.parent, [n for n in os.listdir(path.parent) if n.startswith(mine)])
+        store.sweep(path.parent, [
+            n for n in os.listdir(path.parent)
+            if n.startswith(mine) or (n.startswith(legacy) and n.endswith(".tmp"))
+        ])
     except OSError:
         pass
     tmp = path.parent / home.hidden_name(home.TMP_PREFIX, path.name)

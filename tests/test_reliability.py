@@ -684,3 +684,16 @@ def test_damaged_plugin_cache_is_rebuilt(sh, guild_home, damage):
     result = sh("plugins")
     no_traceback(result)
     assert result.exit_code == 0 and "argparse" in result.output
+
+
+def test_old_zip_temporaries_are_swept_by_the_next_export(cli, project, guild_home, tmp_path):
+    project.write("train.py", TRAIN)
+    cli("run", "train.py", "-y")
+    old = tmp_path / ".a.zip.k2j3h4.tmp"
+    old.write_bytes(b"PK partial")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    unrelated = tmp_path / ".b.zip.k2j3h4.tmp"
+    unrelated.write_bytes(b"not ours to judge")
+    os.utime(unrelated, (time.time() - 7200, time.time() - 7200))
+    assert cli("export", str(tmp_path / "a.zip"), "-y").exit_code == 0
+    assert not old.exists() and unrelated.exists()
