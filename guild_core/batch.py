@@ -71,6 +71,11 @@ def needs_batch(space: dict[str, Any], user_flags: dict[str, Any]) -> bool:
     return any(isinstance(space[n], (list, tuple)) for n in user_flags)
 
 
+# A grid past this many trials is a typo (three range[1:1000] flags),
+# not a sweep anyone can run: refused before it is built.
+MAX_GRID = 100_000
+
+
 def grid_trials(space: dict[str, Any], user_flags: dict[str, Any], max_trials: int | None, seed: int) -> list[dict[str, Any]]:
     """Every combination of the value lists, flags in name order with the
     first varying slowest; `max_trials` keeps a seeded subset, in order."""
@@ -79,13 +84,33 @@ def grid_trials(space: dict[str, Any], user_flags: dict[str, Any], max_trials: i
         space[n] if n in user_flags and isinstance(space[n], list) else [space[n]]
         for n in names
     ]
-    trials = [dict(zip(names, combo)) for combo in itertools.product(*axes)]
-    if max_trials is not None and max_trials < len(trials):
+    total = 1
+    for axis in axes:
+        total *= len(axis)
+    keep = None
+    if max_trials is not None and max_trials < total:
         import random
 
-        keep = sorted(random.Random(seed).sample(range(len(trials)), max_trials))
-        trials = [trials[i] for i in keep]
-    return trials
+        keep = sorted(random.Random(seed).sample(range(total), max_trials))
+    elif total > MAX_GRID:
+        from .errors import GuildError
+
+        raise GuildError(
+            f"the grid has {total:,} trials, more than {MAX_GRID:,}",
+            hint="Use -m/--max-trials N to run a sample of it, or a search range (uniform[LOW:HIGH]) with an optimizer.",
+        )
+    if keep is None:
+        return [dict(zip(names, combo)) for combo in itertools.product(*axes)]
+    return [dict(zip(names, _combo(axes, i))) for i in keep]
+
+
+def _combo(axes: list[list[Any]], index: int) -> list[Any]:
+    """The `index`th of itertools.product(*axes), without the others."""
+    out = []
+    for axis in reversed(axes):
+        index, i = divmod(index, len(axis))
+        out.append(axis[i])
+    return out[::-1]
 
 
 def format_trial(flags: dict[str, Any]) -> str:

@@ -76,7 +76,11 @@ def guild_flags_launcher(dest: str) -> str | None:
     core runs the script itself; plugins answer for destinations they
     define (the built-in ``globals`` plugin answers ``"globals"``).
 
-    :param dest: a `FlagsInfo.dest` value, or guild.yml's ``flags-dest``.
+    :param dest: a `FlagsInfo.dest` value, or guild.yml's ``flags-dest``
+        (which guild.yml limits to Guild AI's forms: ``args``,
+        ``globals``, ``global:NAME``, ``dict:NAME``, ``namespace:NAME``,
+        ``args:NAME``, ``config:PATH``, ``none``; a destination only a
+        plugin defines reaches this hook through flag detection).
     :return: an importable module name, or ``None``. First non-None wins.
     """
 

@@ -109,8 +109,9 @@ def secret_env(run: Run, op: dict[str, Any]) -> dict[str, str]:
     env = (ops.get(opref.op_name) or {}).get("env") or {}
     out = {}
     for name in names:
-        if name in env and env[name] is not None:
-            out[name] = str(env[name])
+        if name in env:
+            # null reads as empty, as for the other env values
+            out[name] = "" if env[name] is None else str(env[name])
         else:
             sys.stderr.write(
                 f"WARNING: {name} is not set for run {run.short_id}: "

@@ -697,3 +697,50 @@ def test_old_zip_temporaries_are_swept_by_the_next_export(cli, project, guild_ho
     os.utime(unrelated, (time.time() - 7200, time.time() - 7200))
     assert cli("export", str(tmp_path / "a.zip"), "-y").exit_code == 0
     assert not old.exists() and unrelated.exists()
+
+
+def test_deeply_nested_batch_file(cli, project, guild_home):
+    project.write("train.py", TRAIN)
+    project.write("deep.json", '[{"x": ' + "[" * 5000 + "]" * 5000 + "}]")
+    result = cli("run", "train.py", "@deep.json", "--print-trials")
+    no_traceback(result)
+    assert result.exit_code == 1 and "deep.json: nested too deeply to read" in result.stderr
+
+
+def test_grid_too_large_is_refused_and_sampled(cli, project, guild_home):
+    project.write("train.py", "a = 1\nb = 1\nc = 1\nprint(a + b + c)\n")
+    big = ["a=range[1:100]", "b=range[1:100]", "c=range[1:100]"]
+    result = cli("run", "train.py", *big, "--print-trials")
+    assert result.exit_code == 1
+    assert "the grid has 1,000,000 trials, more than 100,000" in result.stderr
+    assert run_dirs(guild_home) == []
+    # A sample of it is fine, and the same seed gives the same sample.
+    out1 = cli("run", "train.py", *big, "-m", "3", "--random-seed", "7", "--print-trials")
+    out2 = cli("run", "train.py", *big, "-m", "3", "--random-seed", "7", "--print-trials")
+    assert out1.exit_code == 0 and out1.output == out2.output
+    assert len(out1.output.strip().splitlines()) == 4
+
+
+def test_grid_sample_matches_the_full_grid():
+    import itertools
+    import random
+
+    from guild_core.batch import grid_trials
+
+    space = {"a": [1, 2, 3], "b": ["x", "y"], "c": [0.1, 0.2, 0.3, 0.4], "d": 5}
+    varying = {"a": 0, "b": 0, "c": 0}
+    full = grid_trials(space, varying, None, 0)
+    assert full == [
+        {"a": a, "b": b, "c": c, "d": 5}
+        for a, b, c in itertools.product([1, 2, 3], ["x", "y"], [0.1, 0.2, 0.3, 0.4])
+    ]
+    keep = sorted(random.Random(11).sample(range(len(full)), 5))
+    assert grid_trials(space, varying, 5, 11) == [full[i] for i in keep]
+
+
+def test_secret_env_null_is_empty(cli, project, guild_home):
+    project.write("guild.yml", "train:\n  main: show\n  env:\n    API_TOKEN: null\n")
+    project.write("show.py", "import os\nprint('token=[%s]' % os.environ.get('API_TOKEN', 'unset'))\n")
+    result = cli("run", "train", "-y")
+    assert result.exit_code == 0 and "WARNING" not in result.stderr
+    assert "token=[]" in result.output

@@ -278,6 +278,9 @@ def _read_batch_files(reg, opdef, paths: list[str]) -> list[dict[str, Any]]:
             file_rows = fmt.read(Path(path))
         except BatchFileError as e:
             raise GuildError(str(e)) from None
+        except RecursionError:
+            # A plugin's parser (json, yaml) on absurdly nested input.
+            raise GuildError(f"{path}: nested too deeply to read") from None
         numbers = getattr(file_rows, "rows", None) or range(1, len(file_rows) + 1)
         for row_no, row in zip(numbers, file_rows):
             typed = {}
