@@ -271,58 +271,45 @@ def _report(root: Path, cleaned: int, restored: list[str]) -> None:
 # -- the home's runs and trash -------------------------------------------
 
 
+def _each(runs: list[Run], act: Callable[[Run], None], still: Callable[[Run], bool] | None = None) -> Outcome:
+    """`act(run)` for each run; runs gone meanwhile, or no longer what
+    was selected (`still`, given a fresh view), are left out."""
+    out = Outcome()
+    for run in runs:
+        if not os.path.isdir(run.path):
+            out.gone.append(run)
+            continue
+        if still is not None and not still(Run(run.id, run.path)):
+            out.changed.append(run)
+            continue
+        try:
+            act(run)
+        except RunGone:
+            out.gone.append(run)
+            continue
+        out.done.append(run)
+    return out
+
+
 def delete(runs: list[Run], permanent: bool = False, still: Callable[[Run], bool] | None = None) -> Outcome:
     """Move runs to the trash (or remove them). `still(run)`, given a
     fresh view of each run just before it goes, says whether it is still
     what was selected: a run that changed meanwhile (it finished, it
     started) is left alone."""
     trash = home.trash_runs_dir()
-    if not permanent:
-        _check_free(runs, trash, "is already deleted; purge it first")
-    out = Outcome()
-    for run in runs:
-        fresh = Run(run.id, run.path)
-        if not os.path.isdir(run.path):
-            out.gone.append(run)
-            continue
-        if still is not None and not still(fresh):
-            out.changed.append(run)
-            continue
-        try:
-            if permanent:
-                remove(run.path)
-            else:
-                move(run, trash)
-        except RunGone:
-            out.gone.append(run)
-            continue
-        out.done.append(run)
-    return out
+    if permanent:
+        return _each(runs, lambda run: remove(run.path), still)
+    _check_free(runs, trash, "is already deleted; purge it first")
+    return _each(runs, lambda run: move(run, trash), still)
 
 
 def restore(runs: list[Run]) -> Outcome:
     _check_free(runs, home.runs_dir(), "already exists; it is not restored")
-    out = Outcome()
-    for run in runs:
-        try:
-            move(run, home.runs_dir())
-        except RunGone:
-            out.gone.append(run)
-            continue
-        out.done.append(run)
-    return out
+    return _each(runs, lambda run: move(run, home.runs_dir()))
 
 
 def purge(runs: list[Run]) -> Outcome:
-    out = Outcome()
-    for run in runs:
-        try:
-            remove(run.path)
-        except RunGone:
-            out.gone.append(run)
-            continue
-        out.done.append(run)
-    return out
+    return _each(runs, lambda run: remove(run.path))
 
 
 def _check_free(runs: list[Run], root: Path, why: str) -> None:
