@@ -21,17 +21,50 @@ from .sourcecode import SourceSpec, parse_spec
 
 GUILDFILE_NAMES = ("guild.yml",)
 
-# Keys an operation may have; others are rejected so a typo is not
-# silently ignored.
+# Keys an operation may have: every key Guild AI 0.9 reads. A key outside
+# these is a warning naming file, line and key (as Guild AI warns), never
+# an error: the rest of the file keeps working.
 OP_KEYS = {
-    "main", "exec", "flags", "flags-dest", "flags-import", "flags-import-skip",
+    "main", "exec", "steps", "flags", "flags-dest", "flags-import", "flags-import-skip",
     "output-scalars", "sourcecode", "label", "description", "requires",
-    "optimizers", "default", "env", "tags", "default-max-trials", "objective",
+    "optimizers", "default", "env", "env-secrets", "tags", "default-max-trials",
+    "objective", "compare", "python-requires", "python-path", "plugins",
+    "stoppable", "handle-keyboard-interrupt", "flag-encoder", "publish",
+    "default-flag-arg-skip", "pip-freeze", "delete-on-success",
+    "can-stage-trials", "run-attrs", "set-trace", "sourcecode-digest",
 }
 FLAG_KEYS = {
-    "default", "type", "choices", "required", "description", "arg-name",
-    "arg-switch", "null-label", "min", "max", "distribution",
+    "default", "type", "choices", "required", "description", "alias", "arg-name",
+    "arg-encoding", "arg-skip", "arg-switch", "arg-split", "allow-other",
+    "env-name", "env-encoding", "null-label", "min", "max", "distribution",
 }
+# Keys of a top-level item: a model (and its parts), or config, include
+# and package items.
+MODEL_KEYS = {
+    "model", "description", "extends", "params", "operations", "resources",
+    "sourcecode", "python-requires", "references", "plugins", "extra",
+    "default", "operation-defaults", "parents", "__parents__", "python-path",
+}
+TOP_ITEM_KINDS = ("model", "config", "include", "package")
+
+_warned: set[tuple[str, int, str]] = set()
+
+
+def forget_warnings() -> None:
+    _warned.clear()
+
+
+def warn(path: Path, line: int, msg: str) -> None:
+    """One warning per file, line and message in a command."""
+    key = (str(path), line, msg)
+    if key in _warned:
+        return
+    _warned.add(key)
+    shown = os.path.relpath(path)
+    if shown.startswith(".."):
+        shown = str(path)
+    sys.stderr.write(f"WARNING: {shown}:{line}: {msg}\n")
+
 
 FlagDetector = Callable[[Path], FlagsInfo | None]
 
@@ -234,8 +267,11 @@ def load_guildfile(path: Path) -> dict[str, dict[str, Any]]:
         for i, item in enumerate(data):
             if not isinstance(item, dict):
                 raise OpDefError(f"{path}:{_line(data, i)}: expected a mapping, got {item!r}")
-            if "config" in item and "model" not in item:
-                continue
+            if "model" not in item and any(k in item for k in TOP_ITEM_KINDS):
+                continue  # config, include and package items
+            for key in item:
+                if key not in MODEL_KEYS:
+                    warn(path, _line(item, key), f"unknown attribute '{key}' in model (ignored)")
             model = item.get("model")
             if model is None:
                 model = ""
@@ -306,7 +342,7 @@ def _check_op(path: Path, name: str, op: dict) -> None:
 
     for key in op:
         if key not in OP_KEYS:
-            fail(key, f"unknown attribute '{key}' in operation '{name}'")
+            warn(path, _line(op, key), f"unknown attribute '{key}' in operation '{name}' (ignored)")
     if "main" in op and "exec" in op:
         raise OpDefError(f"{path}:{_line(op)}: operation '{name}' has both main and exec")
     for key in ("main", "exec", "label", "description"):
@@ -444,7 +480,8 @@ def _check_sourcecode(path: Path, op: dict) -> None:
         for key, val in config.items():
             where = f"{path}:{_line(config, key)}"
             if key not in SOURCECODE_KEYS:
-                raise OpDefError(f"{where}: unknown attribute '{key}' in sourcecode")
+                warn(path, _line(config, key), f"unknown attribute '{key}' in sourcecode (ignored)")
+                continue
             if key in ("root", "dest") and val is not None and not isinstance(val, str):
                 raise OpDefError(f"{where}: sourcecode {key} must be a path")
     try:
@@ -463,7 +500,7 @@ def _check_flag(path: Path, flags: dict, name: str, data: Any) -> None:
 
     for key in data:
         if key not in FLAG_KEYS:
-            fail(key, f"unknown attribute '{key}' in flag '{name}'")
+            warn(path, _line(data, key), f"unknown attribute '{key}' in flag '{name}' (ignored)")
     ftype = data.get("type")
     if ftype is not None and ftype not in FLAG_TYPES:
         fail("type", f"invalid type '{ftype}' for flag '{name}' (expected one of: {', '.join(FLAG_TYPES)})")

@@ -174,7 +174,6 @@ def test_unknown_operation(cli, guild_home, project):
     "text, message",
     [
         ("train:\n  main: train\n  flags: [1\n", "guild.yml:4: "),
-        ("train:\n  main: train\n  flgs: {}\n", "guild.yml:3: unknown attribute 'flgs' in operation 'train'"),
         ("train:\n  main: train\n  flags:\n    x:\n      type: floot\n", "guild.yml:5: invalid type 'floot' for flag 'x'"),
         ("train:\n  flags: 3\n", "guild.yml:2: flags must be a mapping"),
     ],
@@ -187,6 +186,25 @@ def test_malformed_guildfile(cli, guild_home, project, text, message):
     assert result.stderr.startswith("guild: ") and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (guild_home / "runs").exists() or not list((guild_home / "runs").iterdir())
+
+
+def test_unknown_keys_warn_and_the_rest_works(cli, guild_home, project):
+    project.write(
+        "guild.yml",
+        "train:\n  main: train\n  flgs: {}\n  flags:\n    x:\n      default: 1\n      colour: red\n"
+        "  sourcecode:\n    select: ['*.py']\n    bogus: 1\n",
+    )
+    project.write("train.py", "x = 1\nprint('x=%s' % x)\n")
+    result = cli("run", "train", "x=2", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert "x=2" in result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert warnings == [
+        "WARNING: guild.yml:3: unknown attribute 'flgs' in operation 'train' (ignored)",
+        "WARNING: guild.yml:7: unknown attribute 'colour' in flag 'x' (ignored)",
+        "WARNING: guild.yml:10: unknown attribute 'bogus' in sourcecode (ignored)",
+    ]
+    assert cli("operations").output.startswith("train")
 
 
 def test_preview_and_decline(cli, guild_home, train_project):

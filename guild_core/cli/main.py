@@ -94,11 +94,12 @@ class GuildGroup(click.Group):
                 formatter.write_dl(rows)
 
     def invoke(self, ctx):
-        # Warnings about bad run files are once per command; tests run
+        # Warnings about bad files are once per command; tests run
         # many commands in one process.
-        runlib = sys.modules.get("guild_core.run")
-        if runlib is not None and ctx.parent is None:
-            runlib.forget_warnings()
+        if ctx.parent is None:
+            for name in ("guild_core.run", "guild_core.opdef"):
+                if name in sys.modules:
+                    sys.modules[name].forget_warnings()
         try:
             return super().invoke(ctx)
         except GuildError as e:
