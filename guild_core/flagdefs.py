@@ -29,6 +29,21 @@ class FlagDef:
     :param arg_switch: when not ``None``, the flag is a switch: passed as
         a bare ``--name`` when its value equals `arg_switch` and left out
         otherwise (argparse's ``store_true``/``store_false``).
+    :param min: the smallest value accepted (and the low end of the
+        search range an optimizer uses when no range is given).
+    :param max: the largest value accepted (the high end likewise).
+    :param distribution: how an optimizer samples ``min``..``max``
+        (``uniform``, ``log-uniform``...), as guild.yml's ``distribution``.
+    :param allow_other: a value outside `choices` is accepted too.
+    :param choice_aliases: ``alias -> value`` for choices given as
+        ``{value: V, alias: A}``: ``name=A`` means ``name=V``.
+    :param choice_flags: ``value -> {flag: value}``: choosing a value sets
+        those other flags unless given (guild.yml's choice ``flags:``).
+    :param arg_split: split the value into several arguments (``yes``:
+        on whitespace, or on the given separator), ``--name a b c``.
+    :param arg_skip: never pass the flag as an argument.
+    :param null_label: how a null value is shown (help, labels).
+    :param alias: another name for the flag on the command line.
     """
 
     name: str
@@ -39,6 +54,16 @@ class FlagDef:
     description: str = ""
     arg_name: str | None = None
     arg_switch: Any = None
+    min: Any = None
+    max: Any = None
+    distribution: str | None = None
+    allow_other: bool = False
+    choice_aliases: dict[str, Any] = field(default_factory=dict)
+    choice_flags: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    arg_split: Any = None
+    arg_skip: bool = False
+    null_label: str | None = None
+    alias: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"default": self.default}
@@ -54,20 +79,62 @@ class FlagDef:
             data["arg-name"] = self.arg_name
         if self.arg_switch is not None:
             data["arg-switch"] = self.arg_switch
+        for key, val in (
+            ("min", self.min), ("max", self.max), ("distribution", self.distribution),
+            ("arg-split", self.arg_split), ("null-label", self.null_label), ("alias", self.alias),
+        ):
+            if val is not None:
+                data[key] = val
+        if self.allow_other:
+            data["allow-other"] = True
+        if self.arg_skip:
+            data["arg-skip"] = True
         return data
 
     @classmethod
     def from_dict(cls, name: str, data: dict[str, Any]) -> "FlagDef":
+        """A flag from guild.yml's shape (``arg-name``, choices as values
+        or ``{value, alias, flags}`` mappings...)."""
+        choices = data.get("choices")
+        aliases: dict[str, Any] = {}
+        choice_flags: dict[Any, dict[str, Any]] = {}
+        if choices is not None:
+            values = []
+            for choice in choices:
+                if isinstance(choice, dict):
+                    val = choice.get("value")
+                    if choice.get("alias") is not None:
+                        aliases[str(choice["alias"])] = val
+                    if isinstance(choice.get("flags"), dict):
+                        choice_flags[_hashable(val)] = dict(choice["flags"])
+                    values.append(val)
+                else:
+                    values.append(choice)
+            choices = values
         return cls(
             name=name,
             type=data.get("type"),
             default=data.get("default"),
-            choices=data.get("choices"),
+            choices=choices,
             required=bool(data.get("required", False)),
             description=data.get("description") or "",
             arg_name=data.get("arg-name"),
             arg_switch=data.get("arg-switch"),
+            min=data.get("min"),
+            max=data.get("max"),
+            distribution=data.get("distribution"),
+            allow_other=bool(data.get("allow-other", False)),
+            choice_aliases=aliases,
+            choice_flags=choice_flags,
+            arg_split=data.get("arg-split"),
+            arg_skip=bool(data.get("arg-skip", False)),
+            null_label=data.get("null-label"),
+            alias=data.get("alias"),
         )
+
+
+def _hashable(val: Any) -> Any:
+    return repr(val) if isinstance(val, (list, dict)) else val
 
 
 @dataclass

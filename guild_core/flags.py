@@ -176,6 +176,13 @@ def resolve_flag_values(
     the choices, or a missing required flag.
     """
     user_flags: dict[str, Any] = {}
+    aliases = {fd.alias: n for n, fd in flagdefs.items() if fd.alias and fd.alias != n}
+    for name, raw in list(assigns.items()):
+        if name in aliases and name not in flagdefs:
+            # Guild AI's flag alias: `alias=VAL` sets the flag it names.
+            if aliases[name] in assigns:
+                raise FlagError(f"flag '{aliases[name]}' is given twice (also as its alias '{name}')")
+            assigns = {(aliases[name] if k == name else k): v for k, v in assigns.items()}
     for name, raw in assigns.items():
         flagdef = flagdefs.get(name)
         if flagdef is None and not force:
@@ -197,9 +204,12 @@ def resolve_flag_values(
         if name in user_flags:
             flags[name] = user_flags[name]
         else:
-            flags[name] = flagdef.default
+            # Defaults are checked as given values are (Guild AI does).
+            flags[name] = _check_path(flagdef, flagdef.default)
+            _check_range(flagdef, flagdef.default)
     for name, val in user_flags.items():
         flags.setdefault(name, val)
+    _apply_choice_flags(flagdefs, flags, user_flags)
     missing = [
         flagdefs[name]
         for name in flagdefs
@@ -214,8 +224,28 @@ def resolve_flag_values(
     return flags, user_flags
 
 
+def _apply_choice_flags(flagdefs: dict[str, FlagDef], flags: dict[str, Any], user_flags: dict[str, Any]) -> None:
+    """A chosen value's ``flags:`` set other flags the user did not give."""
+    for name, flagdef in flagdefs.items():
+        if not flagdef.choice_flags or isinstance(flags.get(name), list):
+            continue
+        val = flags.get(name)
+        key = repr(val) if isinstance(val, (list, dict)) else val
+        for other, other_val in (flagdef.choice_flags.get(key) or {}).items():
+            if other not in user_flags:
+                flags[other] = other_val
+
+
 def coerce(flagdef: FlagDef, raw: Any) -> Any:
     """Type one value (a command-line string or a YAML value) for a flag."""
+    if isinstance(raw, str) and raw in flagdef.choice_aliases:
+        return flagdef.choice_aliases[raw]
+    if flagdef.arg_split not in (None, False) and isinstance(raw, str) and raw[:1] != "[":
+        # Several arguments in one value (``arg-split``): each part is a
+        # value of the flag's type; the value stays as given.
+        for part in _split_parts(raw, flagdef.arg_split):
+            coerce(FlagDef(flagdef.name, type=flagdef.type, min=flagdef.min, max=flagdef.max), part)
+        return raw
     if isinstance(raw, str):
         try:
             val = decode_value(raw, flagdef.type)
@@ -231,7 +261,9 @@ def coerce(flagdef: FlagDef, raw: Any) -> Any:
         return [coerce(flagdef, item) for item in val]
     if not _is_flag_function(val):
         val = _coerce_typed(flagdef, val)
-    if flagdef.choices is not None and val not in flagdef.choices:
+        _check_range(flagdef, val)
+        val = _check_path(flagdef, val)
+    if flagdef.choices is not None and val not in flagdef.choices and not flagdef.allow_other:
         if not _is_flag_function(val):
             choices = ", ".join(encode_value(c) for c in flagdef.choices)
             raise FlagError(
@@ -239,6 +271,47 @@ def coerce(flagdef: FlagDef, raw: Any) -> Any:
                 f"supported values are {choices}"
             )
     return val
+
+
+def _split_parts(raw: str, split: Any) -> list[str]:
+    if split is True or split == "shlex":
+        import shlex
+
+        try:
+            return shlex.split(raw)
+        except ValueError:
+            return raw.split()
+    return [part for part in raw.split(str(split)) if part]
+
+
+def _check_range(flagdef: FlagDef, val: Any) -> None:
+    """Guild AI's `min`/`max` check and message."""
+    if not isinstance(val, (int, float)) or isinstance(val, bool):
+        return
+    if flagdef.min is not None and _lt(val, flagdef.min):
+        raise FlagError(f"invalid value {encode_value(val)} for {flagdef.name}: out of range (less than min {encode_value(flagdef.min)})")
+    if flagdef.max is not None and _lt(flagdef.max, val):
+        raise FlagError(f"invalid value {encode_value(val)} for {flagdef.name}: out of range (greater than max {encode_value(flagdef.max)})")
+
+
+def _lt(a: Any, b: Any) -> bool:
+    try:
+        return a < b
+    except TypeError:
+        return False
+
+
+def _check_path(flagdef: FlagDef, val: Any) -> Any:
+    """`path` and `existing-path` values are absolute, from the current
+    directory, as Guild AI makes them; an existing path must exist."""
+    if flagdef.type not in ("path", "existing-path") or not isinstance(val, str) or not val:
+        return val
+    import os
+
+    path = os.path.abspath(os.path.expanduser(val))
+    if flagdef.type == "existing-path" and not os.path.exists(path):
+        raise FlagError(f"invalid value {val} for {flagdef.name}: {path} does not exist")
+    return path
 
 
 def _coerce_typed(flagdef: FlagDef, val: Any) -> Any:
@@ -284,6 +357,22 @@ def _type_desc(flag_type: str | None) -> str:
 _REF_P = re.compile(r"\$\{([^}]+)\}")
 
 
+def label_value(val: Any) -> str:
+    """A value as Guild AI shows it in a label: YAML's spelling (``''``
+    for an empty string, ``1.0e-05``), decimals cut to five digits, and
+    a string holding a space quoted."""
+    if isinstance(val, (str, float)) and not isinstance(val, bool):
+        from . import yamlutil
+
+        encoded = yamlutil.encode(val)
+        if isinstance(val, float):
+            encoded = re.sub(r"\.([0-9]{6,})", lambda m: "." + m.group(1)[:5], encoded)
+        elif " " in encoded and encoded[:1] not in ("'", '"'):
+            encoded = repr(encoded)
+        return encoded
+    return encode_value(val)
+
+
 def format_label(template: str | None, flags: dict[str, Any], values: dict[str, str] | None = None) -> str:
     """A run label: `template` with ``${flag}``, ``${default_label}``
     (every set flag as ``name=value``) and any of `values` (``label``,
@@ -300,7 +389,7 @@ def format_label(template: str | None, flags: dict[str, Any], values: dict[str, 
         if name == "default_label":
             return base
         if name in flags:
-            return encode_value(flags[name])
+            return label_value(flags[name])
         return ""
 
     return _REF_P.sub(repl, template).strip()
@@ -312,4 +401,4 @@ def flag_label(flags: dict[str, Any], names: list[str] | None = None) -> str:
     items = sorted(flags.items()) if names is None else [
         (name, flags[name]) for name in sorted(names) if name in flags
     ]
-    return " ".join(f"{name}={encode_value(val)}" for name, val in items)
+    return " ".join(f"{name}={label_value(val)}" for name, val in items)

@@ -7,6 +7,7 @@ a script named on the command line (``guild run train.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -527,7 +528,7 @@ def _check_flag(path: Path, flags: dict, name: str, data: Any) -> None:
         val = data.get(key)
         if val is not None and (isinstance(val, bool) or not isinstance(val, (int, float))):
             fail(key, f"{key} of flag '{name}' must be a number")
-    if data.get("default") is not None and ("type" in data or "choices" in data):
+    if data.get("default") is not None and ("type" in data or "choices" in data) and data.get("type") not in ("path", "existing-path"):
         # A default is checked as the same value given on the command
         # line would be, so `type: boolean` takes `default: 0` as `x=0`
         # does (Guild AI refuses such a run too, but only once started).
@@ -742,8 +743,8 @@ def _merge_imported(defined, detected, flags_import, skip) -> dict[str, FlagDef]
             merged[n] = imported
         else:
             # guild.yml wins; the script fills in what guild.yml leaves out.
-            merged[n] = FlagDef(
-                name=n,
+            merged[n] = dataclasses.replace(
+                own,
                 type=own.type or imported.type,
                 default=own.default if own.default is not None else imported.default,
                 choices=own.choices if own.choices is not None else imported.choices,
@@ -758,12 +759,7 @@ def _merge_imported(defined, detected, flags_import, skip) -> dict[str, FlagDef]
 def _guildfile_flagdef(name: str, data: Any) -> FlagDef:
     if not isinstance(data, dict):
         return FlagDef(name=name, default=data)
-    flagdef = FlagDef.from_dict(name, data)
-    if flagdef.choices is not None:
-        flagdef.choices = [
-            c.get("value") if isinstance(c, dict) else c for c in flagdef.choices
-        ]
-    return flagdef
+    return FlagDef.from_dict(name, data)
 
 
 def _typed(flagdef: FlagDef) -> FlagDef:

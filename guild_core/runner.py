@@ -50,6 +50,10 @@ def op_data(opdef: OpDef, launcher: str | None, script_in_run: bool) -> dict[str
             entry["arg-name"] = fd.arg_name
         if fd.arg_switch is not None:
             entry["arg-switch"] = fd.arg_switch
+        if fd.arg_split is not None:
+            entry["arg-split"] = fd.arg_split
+        if fd.arg_skip:
+            entry["arg-skip"] = True
         cmd_flags[name] = entry
     env = {name: val for name, val in opdef.env.items() if not is_secret_name(name)}
     env["FLAGS_DEST"] = opdef.flags_dest
@@ -163,8 +167,24 @@ def flag_args(flags: dict[str, Any], cmd_flags: dict[str, Any]) -> list[str]:
             if val == conf["arg-switch"]:
                 args.append(opt)
             continue
+        split = conf.get("arg-split")
+        if split is not None and split is not False:
+            args.extend([opt, *_split_value(val, split)])
+            continue
         args.extend([opt, encode_value(val)])
     return args
+
+
+def _split_value(val: Any, split: Any) -> list[str]:
+    """Guild AI's ``arg-split``: one value as several arguments, split
+    on whitespace (``yes``, shell quoting kept) or on a separator; a
+    list value is its items."""
+    if isinstance(val, list):
+        return [encode_value(v) for v in val]
+    encoded = encode_value(val)
+    if split is True or split == "shlex":
+        return shlex.split(encoded)
+    return [part for part in encoded.split(str(split)) if part]
 
 
 _REF_P = re.compile(r"\$\{([^}]+)\}")
