@@ -625,6 +625,21 @@ def list_operations(cwd: Path) -> list[tuple[str, str]]:
     )
 
 
+def default_operation(cwd: Path) -> str | None:
+    """The operation a plain ``guild run`` runs, as Guild AI picks it:
+    the one marked ``default: yes``, else the only one."""
+    gf = find_guildfile(cwd)
+    if gf is None:
+        return None
+    ops = load_guildfile(gf)
+    marked = [name for name, op in ops.items() if op.get("default") is True]
+    if len(marked) == 1:
+        return marked[0]
+    if not marked and len(ops) == 1:
+        return next(iter(ops))
+    return None
+
+
 def resolve(opspec: str, cwd: Path, detect: FlagDetector) -> OpDef:
     """Find `opspec`: a guild.yml operation in `cwd`, else a script path.
 

@@ -60,13 +60,15 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
     if restart:
         _restart(restart, list(flags), yes, label, tags, background, pidfile, print_cmd, force_flags, quiet, batch_opts)
         return
+    from guild_core import opdef as opdeflib
+    from guild_core import runner
+
+    opspec = opspec or opdeflib.default_operation(Path.cwd())
     if not opspec:
         raise GuildError(
             "cannot find a default operation",
             hint="Try 'guild operations' for a list.",
         )
-    from guild_core import opdef as opdeflib
-    from guild_core import runner
 
     pm = plugin_manager()
     if help_op and not Path(opspec).exists():
