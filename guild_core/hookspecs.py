@@ -272,11 +272,19 @@ class ResolveContext(Protocol):
         dependency mapping through the registered resolvers, so a kind
         may narrow what a base kind selects (``best`` ranks what
         ``operation: train`` with ``multi-run: yes`` would select).
-    :ivar project_dir: the directory of the operation being run.
+    :ivar project_dir: the directory of the operation being run; a
+        resource's relative paths are relative to it.
+    :ivar cache_dir: ``$GUILD_HOME/cache``, where downloads and unpacked
+        archives are kept between runs (the built-in kinds use
+        ``cache_dir/resources/DIGEST/``).
+    :ivar warn: ``warn(msg)`` shows ``WARNING: msg`` to the user.
     """
 
     runs: list["Run"]
     project_dir: Path
+    cache_dir: Path
+
+    def warn(self, msg: str) -> None: ...
 
     def select(self, expr: str, runs: list["Run"]) -> list["Run"]: ...
 
@@ -307,6 +315,19 @@ def guild_register_resolvers(register: RegisterResolver) -> None:
     single-run dependency) or raises ``guild_core.errors.GuildError``
     with a message for the user. A kind registered twice is an error
     naming both plugins.
+
+    A resolver of files (a resource: the built-in ``file``, ``url``,
+    ``config``, ``module``) returns a ``guild_core.deps.Resolution``
+    instead: its ``files`` are ``SourceFile(path, name, generate=None)``
+    entries, an existing file or directory to link or copy, placed by
+    the core at the basename of `name` under ``target-path`` after
+    ``rename`` (``preserve-path`` keeps `name`), or, with
+    ``generate(flags, op) -> bytes``, a file written from the new run's
+    flags and op attribute. ``guild_core.deps.select_specs``,
+    ``select_paths``, ``tree_paths`` and ``root_paths`` apply
+    ``select``/``select-min``/``select-max`` as the built-ins do. The
+    core applies ``optional``, ``warn-if-empty`` and ``fail-if-empty``.
+    Everything is resolved before the run exists.
     """
 
 
