@@ -63,6 +63,83 @@ def space_of(flags: dict[str, Any], user_flags: dict[str, Any], flagdefs: dict[s
     return space
 
 
+def chosen_optimizer(op_data: dict[str, Any], name: str | None, optimize: bool) -> tuple[str | None, dict[str, Any]]:
+    """``(algorithm, flags)`` of the optimizer a batch uses: `name` (a
+    name from the operation's ``optimizers:``, else an algorithm), or
+    with `optimize` (``-O``) the operation's default optimizer (the one
+    marked ``default: yes``, or the only one; else gp), as Guild AI
+    chooses."""
+    defs = _optimizer_defs(op_data)
+    if name:
+        if name in defs:
+            return defs[name]["algorithm"], defs[name]["flags"]
+        return name, {}
+    if not optimize:
+        return None, {}
+    marked = [d for d in defs.values() if d["default"]]
+    if len(defs) == 1:
+        marked = list(defs.values())
+    if marked:
+        return marked[0]["algorithm"], marked[0]["flags"]
+    return "gp", {}
+
+
+def _optimizer_defs(op_data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    raw = op_data.get("optimizers")
+    if raw is None and op_data.get("optimizer") is not None:
+        one = op_data["optimizer"]
+        raw = {one: {}} if isinstance(one, str) else {one.get("algorithm"): one}
+    if isinstance(raw, list):
+        raw = {str(item): {} for item in raw} if all(isinstance(i, str) for i in raw) else {
+            str(i.get("algorithm") if isinstance(i, dict) else i): (i if isinstance(i, dict) else {}) for i in raw
+        }
+    defs = {}
+    for opt_name, data in (raw or {}).items():
+        data = dict(data or {})
+        algorithm = data.pop("algorithm", None) or opt_name
+        default = bool(data.pop("default", False))
+        defs[str(opt_name)] = {"algorithm": str(algorithm), "default": default, "flags": data}
+    return dict(sorted(defs.items()))
+
+
+def objective_of(spec: Any) -> tuple[str, bool]:
+    """``(scalar, minimize)`` from guild.yml's ``objective``: ``loss``,
+    ``-acc`` (maximize), ``{maximize: acc}`` or ``{minimize: loss}``;
+    loss, minimized, when not given."""
+    if isinstance(spec, dict):
+        if spec.get("maximize"):
+            return str(spec["maximize"]), False
+        if spec.get("minimize"):
+            return str(spec["minimize"]), True
+    if isinstance(spec, str) and spec.strip():
+        spec = spec.strip()
+        return (spec[1:], False) if spec.startswith("-") else (spec, True)
+    return "loss", True
+
+
+# guild.yml's distribution names, as the search functions spell them.
+_DISTRIBUTIONS = {None: "uniform", "uniform": "uniform", "log-uniform": "loguniform", "loguniform": "loguniform"}
+
+
+def flag_search_space(flagdefs: dict[str, FlagDef], user_flags: dict[str, Any]) -> dict[str, Any]:
+    """Search dimensions for flags the user did not set: a flag with
+    choices varies over them, one with ``min`` and ``max`` over that
+    range (its ``distribution``), as Guild AI's optimizers take them."""
+    from . import flagfuncs
+    from .flags import encode_value
+
+    dims: dict[str, Any] = {}
+    for name, fd in flagdefs.items():
+        if name in user_flags or isinstance(fd.default, list):
+            continue
+        if fd.choices:
+            dims[name] = list(fd.choices)
+        elif fd.min is not None and fd.max is not None and fd.min < fd.max:
+            func = _DISTRIBUTIONS.get(fd.distribution, fd.distribution)
+            dims[name] = flagfuncs.expand(f"{func}[{encode_value(fd.min)}:{encode_value(fd.max)}]")
+    return dims
+
+
 def is_search(val: Any) -> bool:
     return isinstance(val, tuple)
 

@@ -29,7 +29,7 @@ OP_KEYS = {
     "main", "exec", "steps", "flags", "flags-dest", "flags-import", "flags-import-skip",
     "output-scalars", "sourcecode", "label", "description", "requires",
     "optimizers", "default", "env", "env-secrets", "tags", "default-max-trials",
-    "objective", "compare", "python-requires", "python-path", "plugins",
+    "objective", "optimizer", "compare", "python-requires", "python-path", "plugins",
     "stoppable", "handle-keyboard-interrupt", "flag-encoder", "publish",
     "default-flag-arg-skip", "pip-freeze", "delete-on-success",
     "can-stage-trials", "run-attrs", "set-trace", "sourcecode-digest",

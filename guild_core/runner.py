@@ -71,9 +71,14 @@ def op_data(opdef: OpDef, launcher: str | None, script_in_run: bool) -> dict[str
         "requires": opdef.data.get("requires") or [],
         "flag-null-labels": {},
         "flags-extra": {},
-        "delete-on-success": False,
-        "python-requires": None,
+        "delete-on-success": bool(opdef.data.get("delete-on-success")),
+        "python-requires": opdef.data.get("python-requires"),
     }
+    # Ours, beside Guild AI's keys: extra import paths.
+    python_path = opdef.data.get("python-path")
+    if python_path:
+        paths = [python_path] if isinstance(python_path, str) else list(python_path)
+        data["python-path"] = [os.path.join(str(opdef.project_dir), str(p)) for p in paths]
     if secrets:
         # Names only: the values stay in guild.yml (see `secret_env`).
         data["secret-env"] = secrets
@@ -224,7 +229,7 @@ def run_env(run: Run, op: dict[str, Any], flags: dict[str, Any]) -> dict[str, st
             "GUILD_SOURCECODE": (op.get("sourcecode") or {}).get("dest", "."),
         }
     )
-    pythonpath = ["."]
+    pythonpath = ["."] + list(op.get("python-path") or [])
     if os.environ.get("PYTHONPATH"):
         pythonpath.append(os.environ["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(pythonpath)
@@ -281,7 +286,9 @@ def create_run(
     deps: list | None = None,
 ) -> Run:
     """Create a run directory, whole, under ``runs/``; `deps` (resolved
-    dependencies) are installed in it and recorded."""
+    dependencies) are installed in it and recorded. The operation's own
+    ``tags:`` come first, then `tags`."""
+    tags = _op_tags(opdef) + [t for t in tags or [] if t not in _op_tags(opdef)]
     with whole_run_dir() as (run_id, tmp, final):
         tmp_run = assemble(
             tmp, Run(run_id, final), opdef, flags, user_flags, launcher,
@@ -304,6 +311,11 @@ def create_run(
     # to start the run.
     run._cache.update(tmp_run._cache)
     return run
+
+
+def _op_tags(opdef: OpDef) -> list[str]:
+    tags = (opdef.data or {}).get("tags") or []
+    return [tags] if isinstance(tags, str) else [str(t) for t in tags]
 
 
 def assemble(
@@ -354,8 +366,30 @@ def assemble(
     write("platform", _platform())
     write("run_params", run_params or {})
     write("deps", {})
+    compare = opdef.data.get("compare")
+    if compare:
+        # The default compare columns of the operation's runs, as Guild AI
+        # records them.
+        write("compare", [compare] if isinstance(compare, str) else [str(c) for c in compare])
+    if opdef.data.get("pip-freeze"):
+        write("pip_freeze", _pip_freeze(warn))
     tmp_run.write_opref(opdef.opref)
     return tmp_run
+
+
+def _pip_freeze(warn: Callable[[str], None]) -> list[str]:
+    """``pip freeze`` of guild's Python, for ``pip-freeze: yes``."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, timeout=120
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        warn(f"cannot record pip freeze: {e}")
+        return []
+    if proc.returncode != 0:
+        warn(f"cannot record pip freeze: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+        return []
+    return [line for line in proc.stdout.splitlines() if line.strip()]
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -593,7 +627,21 @@ def start(
     _record_end(run, exit_status)
     if on_stopped:
         on_stopped(run)
+    if exit_status == 0 and op.get("delete-on-success"):
+        _delete_interim(run)
     return exit_status
+
+
+def _delete_interim(run: Run) -> None:
+    """``delete-on-success: yes``: a run that succeeded goes to the
+    trash (restorable), as Guild AI deletes interim runs."""
+    from . import store
+
+    sys.stderr.write(f"Deleting interim run {run.id} ('{run.op_name}' is configured for deletion on success)\n")
+    try:
+        store.delete([run])
+    except GuildError as e:
+        sys.stderr.write(f"guild: cannot delete run {run.short_id}: {e}\n")
 
 
 def _reserve(run: Run) -> None:

@@ -53,10 +53,12 @@ def run_batch(opdef, flag_vals, user_flags, args: BatchArgs, *, yes, stage, quie
     # The flags that vary across trials; the rest are fixed values.
     varying = {n: user_flags[n] for n in batchlib.batch_names(user_flags, opdef.flagdefs)}
     seed = args.random_seed if args.random_seed is not None else int.from_bytes(os.urandom(4), "big")
-    opt_name = args.optimizer
-    if args.optimize and not opt_name:
-        defaults = (opdef.data.get("optimizers") or {}) if opdef.data else {}
-        opt_name = next(iter(defaults), None) or "gp"
+    opt_name, named_flags = batchlib.chosen_optimizer(opdef.data or {}, args.optimizer, args.optimize)
+    if opt_name:
+        # Flags the user left alone are searched over their choices or
+        # min..max, as Guild AI's optimizers do.
+        for name, dim in batchlib.flag_search_space(opdef.flagdefs, user_flags).items():
+            space[name] = varying[name] = dim
     has_search = any(batchlib.is_search(space[n]) for n in varying)
     if not opt_name and has_search:
         opt_name = "random"
@@ -64,11 +66,11 @@ def run_batch(opdef, flag_vals, user_flags, args: BatchArgs, *, yes, stage, quie
         raise GuildError(f"invalid optimizer flag {args.opt_flags[0]}: no optimizer specified")
     file_trials = _read_batch_files(reg, opdef, args.batch_files)
     optimizer = entry = None
-    objective, minimize = _objective(args)
+    objective, minimize = _objective(args, (opdef.data or {}).get("objective"))
     if opt_name:
         entry = reg.optimizer(opt_name)
-        opt_flags = _opt_flags(entry, args.opt_flags)
-        max_trials = args.max_trials or entry.default_max_trials
+        opt_flags = _opt_flags(entry, args.opt_flags, named_flags)
+        max_trials = args.max_trials or (opdef.data or {}).get("default-max-trials") or entry.default_max_trials
         ctx = batchlib.BatchContext(
             # A list-valued flag's list is its value, not choices: the
             # driver adds it to every trial.
@@ -236,20 +238,28 @@ def _objective_value(trial, objective: str) -> float | None:
     return val[0] if val else None
 
 
-def _objective(args: BatchArgs) -> tuple[str, bool]:
+def _objective(args: BatchArgs, op_objective=None) -> tuple[str, bool]:
     if args.minimize and args.maximize:
         raise GuildError("--minimize and --maximize cannot both be used")
     if args.maximize:
         return args.maximize, False
-    return args.minimize or "loss", True
+    if args.minimize:
+        return args.minimize, True
+    return batchlib.objective_of(op_objective)
 
 
-def _opt_flags(entry, assigns: list[str]) -> dict[str, Any]:
+def _opt_flags(entry, assigns: list[str], named: dict[str, Any] | None = None) -> dict[str, Any]:
     try:
         parsed = flagslib.parse_assigns(assigns)
     except FlagError as e:
         raise GuildError(str(e)) from None
     vals = {name: fd.default for name, fd in entry.flags.items()}
+    for name, val in (named or {}).items():
+        # A named optimizer's own flags (guild.yml `optimizers:`).
+        fd = entry.flags.get(name)
+        if fd is None:
+            raise GuildError(f"unsupported flag '{name}' for optimizer {entry.name} (in guild.yml optimizers)")
+        vals[name] = flagslib.coerce(fd, val) if isinstance(val, str) else val
     for name, raw in parsed.items():
         fd = entry.flags.get(name)
         if fd is None:
