@@ -594,7 +594,7 @@ def _place(res: Resolved, run_dir: Path, flags, op, installed: set[Path], source
         if os.path.lexists(dest):
             if dest in installed:
                 raise GuildError(f"cannot install '{rel}' for '{res.dep.key}': another dependency installed it")
-            if not (replace or rel.replace(os.sep, "/") in sourcecode):
+            if not (replace or _from_sourcecode(dest, rel.replace(os.sep, "/"), sourcecode)):
                 what = f"from run {res.runs[0].short_id}" if res.runs else f"for '{res.dep.key}'"
                 raise GuildError(f"cannot install '{rel}' {what}: the run already has that file")
             # The source-code snapshot's copy gives way to the
@@ -613,6 +613,16 @@ def _place(res: Resolved, run_dir: Path, flags, op, installed: set[Path], source
         installed.add(dest)
         paths.append(rel.replace(os.sep, "/"))
     return paths
+
+
+def _from_sourcecode(path: Path, rel: str, sourcecode: set[str]) -> bool:
+    """Whether `path` (`rel` in the run) is the source-code snapshot's:
+    a file it copied, or a directory holding nothing else."""
+    if path.is_symlink():
+        return False
+    if not path.is_dir():
+        return rel in sourcecode
+    return all(f"{rel}/{p}" in sourcecode for p in tree_paths(path) if not (path / p).is_dir())
 
 
 def _remove(path: Path) -> None:

@@ -94,7 +94,7 @@ def _path_files(path: Path, rel: str, dep, ctx, deps):
     rel = rel.replace(os.sep, "/").rstrip("/")
     specs = deps.select_specs(dep)
     if path.is_dir():
-        if _truthy(dep.get("sha256")):
+        if dep.get("sha256") is not None:
             ctx.warn(f"cannot verify '{rel}': it is a directory")
         if not specs:
             return [deps.SourceFile(path, rel)]
@@ -122,7 +122,7 @@ def _digest(text: str) -> str:
 
 
 def _verify(path: Path, sha256, what: str) -> None:
-    if not sha256:
+    if sha256 is None:
         return
     actual = _sha256(path)
     if actual != str(sha256).strip().lower():
@@ -289,7 +289,7 @@ def resolve_url(dep, value, ctx):
     name = os.path.basename(parsed.path.rstrip("/")) or "download"
     path = download_dir / name
     sha256 = dep.get("sha256")
-    if not (path.is_file() and (not sha256 or _sha256(path) == str(sha256).strip().lower())):
+    if not (path.is_file() and (sha256 is None or _sha256(path) == str(sha256).strip().lower())):
         _download(url, path, sha256)
     kind = _archive_type(path, dep)
     if kind is None:
@@ -316,7 +316,7 @@ def _download(url: str, path: Path, sha256) -> None:
     except OSError as e:
         _unlink(tmp)
         raise _error(f"cannot download {url}: {e}") from None
-    if sha256:
+    if sha256 is not None:
         actual = _sha256(tmp)
         if actual != str(sha256).strip().lower():
             _unlink(tmp)
