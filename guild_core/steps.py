@@ -400,9 +400,12 @@ def _dep_names(opdef) -> list[str]:
     from . import deps as depslib
 
     try:
-        return [d.name for d in depslib.dependencies(requires, None)]
+        deps = depslib.dependencies(requires, None)
     except GuildError:
         return []
+    # A dependency answers to its name and to Guild AI's spellings
+    # (`operation:prepare`), where the deps module knows them.
+    return [n for d in deps for n in getattr(d, "names", [d.name])]
 
 
 def step_values(planned: Planned) -> dict[str, str]:
