@@ -570,7 +570,8 @@ class Driver:
     `runs`; `start(run)` runs a step run and returns its exit status.
     """
 
-    def __init__(self, pipeline: Run, planned: list[Planned], *, needed: bool, launcher, resolve_deps, start, out=None):
+    def __init__(self, pipeline: Run, planned: list[Planned], *, needed: bool, launcher, resolve_deps, start, out=None, quiet=False):
+        self.quiet = quiet
         self.pipeline = pipeline
         self.planned = planned
         self.needed = needed
@@ -580,6 +581,8 @@ class Driver:
         self.out = out or sys.stderr
 
     def say(self, line: str) -> None:
+        if self.quiet and not line.startswith(("guild:", "ERROR:")):
+            return
         self.out.write(line + "\n")
         self.out.flush()
 
@@ -712,6 +715,7 @@ def main() -> int:
     driver = Driver(
         run, planned, needed=bool(params.get("needed")), launcher=launcher,
         resolve_deps=lambda p, runs: _resolve_deps(pm, p, runs), start=start,
+        quiet=bool(params.get("quiet")),
     )
     # SIGTERM between steps ends the pipeline as a step's end would.
     signal.signal(signal.SIGTERM, lambda n, _f: _stopped(n))
