@@ -716,9 +716,11 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
         opdef.main = data.get("main") or op_name
         module = shlex.split(opdef.main)[0]
         script = _module_path(project_dir, module)
+        config = _config_dest_file(gf, data, project_dir)
         if script is not None:
             opdef.script = script
-            info = detect(script)
+            # Flags that go to a config file are that file's values.
+            info = detect(config if config is not None else script)
             if info is not None:
                 flagdefs = _merge_imported(flagdefs, info.flags, data.get("flags-import"), data.get("flags-import-skip"))
                 dest = dest or info.dest
@@ -727,6 +729,17 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
     opdef.flagdefs = {n: _typed(f) for n, f in flagdefs.items()}
     opdef.flags_dest = dest or "args"
     return opdef
+
+
+def _config_dest_file(gf: Path, data: dict, project_dir: Path) -> Path | None:
+    """The config file of ``flags-dest: config:FILE``, which must exist."""
+    dest = data.get("flags-dest")
+    if not isinstance(dest, str) or not dest.startswith("config:"):
+        return None
+    path = project_dir / dest[len("config:"):]
+    if not path.is_file():
+        raise OpDefError(f"{gf}:{_line(data, 'flags-dest')}: cannot find config file '{dest[len('config:'):]}' for flags-dest")
+    return path
 
 
 def _plain(val: Any) -> Any:
