@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -225,14 +226,8 @@ def _check_expansion(path: Path, root) -> None:
         stack.extend((child, False) for child in children if id(child) not in sizes)
 
 
-def load_guildfile(path: Path) -> dict[str, dict[str, Any]]:
-    """Operations defined in a guild.yml, by name.
-
-    Accepts the operation-only format (a mapping of operation names) and
-    the full format (a list of ``model:``/``operations:`` items). Every
-    value an operation uses is checked here, so a bad guild.yml is an
-    `OpDefError` naming the file, line and key, whatever the command.
-    """
+def _read_guildfile(path: Path) -> Any:
+    """The YAML data of a guild.yml, with line numbers (None when empty)."""
     import yaml
 
     try:
@@ -248,9 +243,9 @@ def load_guildfile(path: Path) -> dict[str, dict[str, Any]]:
     try:
         node = loader.get_single_node()
         if node is None:
-            return {}
+            return None
         _check_expansion(path, node)
-        data = loader.construct_document(node)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
@@ -259,32 +254,642 @@ def load_guildfile(path: Path) -> dict[str, dict[str, Any]]:
         raise OpDefError(f"{path}: {e}") from None
     finally:
         loader.dispose()
+
+
+def load_guildfile(path: Path) -> dict[str, dict[str, Any]]:
+    """Operations defined in a guild.yml, by name (``model:op``, or
+    ``op`` for the anonymous model).
+
+    Accepts the operation-only format (a mapping of operations) and the
+    full format (a list of ``model``, ``config``, ``include`` and
+    ``package`` items), expanded as Guild AI expands them: top-level
+    ``include`` files, ``extends``, ``params``, ``$include``,
+    ``operation-defaults`` and ``resources``. Every value an operation
+    uses is checked here, so a bad guild.yml is an `OpDefError` naming
+    the file, line and key, whatever the command.
+    """
+    data = _read_guildfile(path)
     if data is None:
         return {}
     if isinstance(data, dict):
-        return _check_ops(path, data, model="")
-    if isinstance(data, list):
-        ops: dict[str, dict[str, Any]] = {}
-        for i, item in enumerate(data):
-            if not isinstance(item, dict):
-                raise OpDefError(f"{path}:{_line(data, i)}: expected a mapping, got {item!r}")
-            if "model" not in item and any(k in item for k in TOP_ITEM_KINDS):
-                continue  # config, include and package items
-            for key in item:
-                if key not in MODEL_KEYS:
-                    warn(path, _line(item, key), f"unknown attribute '{key}' in model (ignored)")
-            model = item.get("model")
-            if model is None:
-                model = ""
-            elif not _is_name(model):
-                raise OpDefError(f"{path}:{_line(item, 'model')}: model must be a string")
-            ops_data = item.get("operations")
-            if ops_data is None:
-                ops_data = _Map()
-                ops_data.lines, ops_data.line = {}, _line(item)
-            ops.update(_check_ops(path, ops_data, str(model), item))
+        # Operation-only format: the anonymous model's operations.
+        item = _new_map(_line(data))
+        item["model"] = ""
+        item["operations"] = data
+        item.lines["operations"] = _line(data)
+        item.src = path
+        items = [item]
+    elif isinstance(data, list):
+        items = _top_items(path, data, [path.resolve()])
+    else:
+        raise OpDefError(f"{path}:1: expected a mapping of operations")
+    return _Models(path, items).operations()
+
+
+# --- the top-level list ------------------------------------------------
+
+# What a model takes from the models and configs it extends.
+INHERITABLE = (
+    "description", "extra", "flags", "operation-defaults", "operations",
+    "params", "references", "resources", "sourcecode",
+)
+_INCLUDE_REF_P1 = re.compile(r"([^:#]*):([^#]+)(?:#(.+))?")
+_INCLUDE_REF_P2 = re.compile(r"([^:#]+)(?:#(.+))?")
+_PARAM_P = re.compile(r"({{.*?}})")
+
+
+def _new_map(line: int) -> _Map:
+    m = _Map()
+    m.lines, m.line = {}, line
+    return m
+
+
+def _copy(val: Any) -> Any:
+    """A deep copy of loaded YAML that keeps its line numbers."""
+    if isinstance(val, dict):
+        m = _new_map(_line(val))
+        for k, v in val.items():
+            m[k] = _copy(v)
+            m.lines[k] = _line(val, k)
+        if hasattr(val, "src"):
+            m.src = val.src
+        return m
+    if isinstance(val, list):
+        s = _Seq(_copy(v) for v in val)
+        s.line = _line(val)
+        s.lines = [_line(val, i) for i in range(len(val))]
+        return s
+    return val
+
+
+def _set(m: dict, key: Any, val: Any, line: int) -> None:
+    m[key] = val
+    if isinstance(m, _Map):
+        m.lines[key] = line
+
+
+def _str_list(path: Path, item: dict, key: str) -> list[str]:
+    """`include` and `extends`: a name, a list of names or a YAML list
+    written as a string (``'[a, b]'``), as Guild AI reads them."""
+    val = item.get(key)
+    if val is None:
+        return []
+    if isinstance(val, str):
+        if val.startswith("[") and val.endswith("]"):
+            import yaml
+
+            try:
+                val = yaml.safe_load(val)
+            except yaml.YAMLError:
+                val = None
+        else:
+            return [val]
+    if isinstance(val, list) and all(isinstance(v, str) for v in val):
+        return list(val)
+    raise OpDefError(f"{path}:{_line(item, key)}: {key} must be a name or a list of names")
+
+
+def _item_path(item: Any, default: Path) -> Path:
+    return getattr(item, "src", None) or default
+
+
+def _top_items(path: Path, data: list, including: list[Path]) -> list[_Map]:
+    """The items of a top-level list, each file named in an ``include``
+    item replaced by its own items (recursively), each item knowing its
+    file (``src``)."""
+    items: list[_Map] = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise OpDefError(f"{path}:{_line(data, i)}: expected a mapping, got {item!r}")
+        item.src = path
+        if "include" not in item:
+            items.append(item)
+            continue
+        for ref in _str_list(path, item, "include"):
+            where = f"{path}:{_line(item, 'include')}"
+            inc = _find_include(path.parent, ref)
+            if inc is None:
+                raise OpDefError(
+                    f"{where}: cannot find include '{ref}' (an include is a file "
+                    "beside this guild.yml or a Python package with a guild.yml)"
+                )
+            if inc in including:
+                chain = " -> ".join(str(p) for p in including + [inc])
+                raise OpDefError(f"{where}: cycle in 'include' ({chain})")
+            inc_data = _read_guildfile(inc)
+            if inc_data is None:
+                continue
+            if not isinstance(inc_data, list):
+                raise OpDefError(f"{inc}:1: an included guild file must be a list of items")
+            items.extend(_top_items(inc, inc_data, including + [inc]))
+    return items
+
+
+def _find_include(base: Path, ref: str) -> Path | None:
+    local = base / ref
+    if local.is_file():
+        return local.resolve()
+    if local.is_dir() and (local / "guild.yml").is_file():
+        return (local / "guild.yml").resolve()
+    return _sys_path_guildfile(ref.replace(".", os.sep))
+
+
+def _sys_path_guildfile(rel: str) -> Path | None:
+    for entry in sys.path:
+        candidate = Path(entry or ".") / rel / "guild.yml"
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def _item_kind(path: Path, item: dict) -> tuple[str, str]:
+    used = [k for k in TOP_ITEM_KINDS if k in item]
+    if not used:
+        if "operations" in item:
+            return "model", ""
+        raise OpDefError(
+            f"{path}:{_line(item)}: missing type (one of: {', '.join(TOP_ITEM_KINDS)})"
+        )
+    if len(used) > 1:
+        raise OpDefError(f"{path}:{_line(item, used[1])}: more than one type ({', '.join(used)})")
+    kind = used[0]
+    name = item[kind]
+    if name is None and kind == "model":
+        name = ""
+    if not _is_name(name):
+        raise OpDefError(f"{path}:{_line(item, kind)}: {kind} must be a string")
+    return kind, str(name)
+
+
+def _coerce_ops(path: Path, ops: Any, owner: dict, key: str) -> Any:
+    """An operation written as a string is its ``main`` (``op: guild.pass``);
+    an empty one is a mapping. Each knows its file."""
+    if not isinstance(ops, dict):
         return ops
-    raise OpDefError(f"{path}:1: expected a mapping of operations")
+    for name, op in list(ops.items()):
+        if name == "$include":
+            continue
+        line = _line(ops, name)
+        if op is None or isinstance(op, str):
+            m = _new_map(line)
+            if op is not None:
+                _set(m, "main", op, line)
+            ops[name] = op = m
+        if isinstance(op, dict) and not hasattr(op, "src"):
+            op.src = path
+    return ops
+
+
+class _Models:
+    """The models of a guild file, expanded into operations."""
+
+    def __init__(self, path: Path, items: list[_Map]):
+        self.path = path
+        self.items = items
+        self.named: dict[str, _Map] = {}  # models and configs, first wins
+        self.models: list[tuple[str, _Map]] = []
+        seen_models: dict[str, _Map] = {}
+        for item in items:
+            src = _item_path(item, path)
+            kind, name = _item_kind(src, item)
+            if kind == "model":
+                if "operations" in item and item["operations"] is not None:
+                    if not isinstance(item["operations"], dict):
+                        raise OpDefError(f"{src}:{_line(item, 'operations')}: operations must be a mapping")
+                    _coerce_ops(src, item["operations"], item, "operations")
+                for key in item:
+                    if key not in MODEL_KEYS:
+                        warn(src, _line(item, key), f"unknown attribute '{key}' in model (ignored)")
+                if name in seen_models:
+                    raise OpDefError(f"{src}:{_line(item, 'model')}: duplicate model '{name}'")
+                seen_models[name] = item
+                self.models.append((name, item))
+            elif kind == "config":
+                ops = item.get("operations")
+                if isinstance(ops, dict):
+                    _coerce_ops(src, ops, item, "operations")
+            if kind in ("model", "config"):
+                self.named.setdefault(name, item)
+        self._pkg_cache: dict[str, list[_Map]] = {}
+
+    # -- extends --------------------------------------------------------
+
+    def _parent(self, name: str, child: _Map, seen: list[str], search: list[list[_Map]]) -> _Map:
+        src = _item_path(child, self.path)
+        where = f"{src}:{_line(child, 'extends')}"
+        if name in seen:
+            raise OpDefError(f"{where}: cycle in 'extends' ({' -> '.join(seen + [name])})")
+        if "/" in name:
+            pkg, _, model = name.partition("/")
+            items = self._pkg_items(pkg, where)
+            if not model:
+                raise OpDefError(f"{where}: invalid model or config reference '{name}': missing model name")
+            found = _named_item(items, model)
+            if found is None:
+                raise OpDefError(f"{where}: undefined model or config '{model}' in package '{pkg}'")
+            if items not in search:
+                search.append(items)
+            return self._extended(found, seen + [name], search, params=False)
+        found = self.named.get(name)
+        if found is None:
+            raise OpDefError(f"{where}: undefined model or config '{name}' in 'extends'")
+        return self._extended(found, seen + [name], search, params=False)
+
+    def _pkg_items(self, pkg: str, where: str) -> list[_Map]:
+        if pkg not in self._pkg_cache:
+            gf = _sys_path_guildfile(pkg.replace("-", "_").replace(".", os.sep))
+            if gf is None:
+                raise OpDefError(f"{where}: cannot find guild file for package '{pkg}'")
+            data = _read_guildfile(gf)
+            items = _top_items(gf, data, [gf]) if isinstance(data, list) else []
+            for item in items:
+                ops = item.get("operations")
+                if isinstance(ops, dict):
+                    _coerce_ops(gf, ops, item, "operations")
+            self._pkg_cache[pkg] = items
+        return self._pkg_cache[pkg]
+
+    def _extended(self, item: _Map, seen: list[str], search: list[list[_Map]], params: bool = True) -> _Map:
+        data = _copy(item)
+        for name in _str_list(_item_path(item, self.path), item, "extends"):
+            parent = self._parent(name, item, seen, search)
+            for key in INHERITABLE:
+                if key in parent:
+                    if key not in data:
+                        _set(data, key, _copy(parent[key]), _line(parent, key))
+                    elif key == "operations":
+                        _merge_ops(parent[key], data[key])
+                    elif key == "flags":
+                        _merge_flags(parent[key], data[key])
+                    elif key == "operation-defaults":
+                        _merge_op(parent[key], data[key])
+                    else:
+                        _merge(parent[key], data[key])
+        if params:
+            data = _resolve_params(data, _params(data))
+        return data
+
+    # -- $include ---------------------------------------------------------
+
+    def _section(self, owner: dict, section: str, search: list[list[_Map]], src: Path) -> _Map:
+        """`owner[section]` with its ``$include`` references applied
+        (first, then the section's own entries over them)."""
+        own = owner.get(section)
+        resolved = _new_map(_line(own) if isinstance(own, _Map) else _line(owner, section))
+        self._apply_section(owner.get(section) or {}, section, search, src, resolved, set())
+        return resolved
+
+    def _apply_section(self, data, section, search, src, resolved, seen_refs) -> None:
+        if not isinstance(data, dict):
+            return
+        if "$include" in data:
+            line = _line(data, "$include")
+            val = data["$include"]
+            refs = [val] if isinstance(val, str) else val
+            if not (isinstance(refs, list) and all(isinstance(r, str) for r in refs)):
+                raise OpDefError(f"{src}:{line}: $include must be a reference or a list of references")
+            for ref in refs:
+                if ref in seen_refs:
+                    continue
+                seen_refs.add(ref)
+                included = self._include_target(ref, section, search, f"{src}:{line}")
+                self._apply_section(included, section, search, src, resolved, seen_refs)
+        for name, val in data.items():
+            if name == "$include":
+                continue
+            line = _line(data, name)
+            cur = resolved.get(name)
+            if section == "flags":
+                if name in resolved:
+                    val = _overlay_flag(cur, val)
+                else:
+                    val = _copy(val)
+            elif isinstance(val, dict) and isinstance(cur, dict):
+                merged = _copy(cur)
+                for k, v in val.items():
+                    _set(merged, k, _copy(v), _line(val, k))
+                val = merged
+            else:
+                val = _copy(val)
+            _set(resolved, name, val, line)
+
+    def _include_target(self, ref: str, section: str, search, where: str) -> dict:
+        m = _INCLUDE_REF_P1.match(ref)
+        if m:
+            model, op, attrs = m.groups()
+        else:
+            m = _INCLUDE_REF_P2.match(ref)
+            if not m:
+                raise OpDefError(
+                    f"{where}: invalid include reference '{ref}': expected "
+                    "CONFIG[#ATTRS] or MODEL:OPERATION[#ATTRS]"
+                )
+            model, attrs = m.groups()
+            op = None
+        for items in search:
+            for item in items:
+                if _item_name(item) != model:
+                    continue
+                if op:
+                    ops = item.get("operations")
+                    op_data = ops.get(op) if isinstance(ops, dict) else None
+                    if not isinstance(op_data, dict):
+                        continue
+                    data = op_data.get(section) or {}
+                else:
+                    data = item.get(section) or {}
+                if attrs:
+                    names = {a.strip() for a in attrs.split(",")}
+                    data = {k: v for k, v in data.items() if k in names} if isinstance(data, dict) else {}
+                return data
+        raise OpDefError(f"{where}: invalid include reference '{ref}': cannot find target")
+
+    # -- operations -------------------------------------------------------
+
+    def operations(self) -> dict[str, dict[str, Any]]:
+        expanded = []
+        for name, item in self.models:
+            search = [self.items]
+            data = self._extended(item, [], search)
+            src = _item_path(item, self.path)
+            resources = self._section(data, "resources", search, src) if data.get("resources") else {}
+            expanded.append((name, item, data, search, src, resources))
+        all_resources = {name: res for name, _, _, _, _, res in expanded}
+        ops: dict[str, dict[str, Any]] = {}
+        for model, item, data, search, src, resources in expanded:
+            ops_data = data.get("operations")
+            if ops_data is None:
+                continue
+            if not isinstance(ops_data, dict):
+                raise OpDefError(f"{src}:{_line(data, 'operations')}: operations must be a mapping")
+            section = self._section(data, "operations", search, src)
+            _coerce_ops(src, section, data, "operations")
+            defaults = data.get("operation-defaults")
+            if defaults is not None and not isinstance(defaults, dict):
+                raise OpDefError(f"{src}:{_line(data, 'operation-defaults')}: operation-defaults must be a mapping")
+            for name, op in section.items():
+                where = f"{src}:{_line(section, name)}"
+                if not _is_name(name):
+                    raise OpDefError(f"{where}: invalid operation name {name!r} (quote it for a string)")
+                if not isinstance(op, dict):
+                    raise OpDefError(f"{where}: operation '{name}' must be a mapping")
+                op_src = _op_path(op, src)
+                for key, val in (defaults or {}).items():
+                    if key not in op:
+                        _set(op, key, _copy(val), _line(defaults, key))
+                if isinstance(op.get("flags"), dict):
+                    _set(op, "flags", self._section(op, "flags", search, op_src), _line(op, "flags"))
+                if "requires" in op:
+                    self._named_resources(op, model, resources, all_resources, op_src)
+                if "sourcecode" in data:
+                    _fold_sourcecode(data, op)
+                _check_op(op_src, str(name), op)
+                full = f"{model}:{name}" if model else str(name)
+                ops[full] = op
+        return ops
+
+    def _named_resources(self, op, model, resources, all_resources, src) -> None:
+        """`requires:` entries naming a resource (``data``,
+        ``model:data``, ``resource: data``) replaced by the resource's
+        sources, as mappings `deps` reads."""
+        requires = op["requires"]
+        line = _line(op, "requires")
+        if isinstance(requires, dict) and "resource" not in requires:
+            return
+        entries = requires if isinstance(requires, list) else [requires]
+        out = _Seq()
+        out.line, out.lines = line, []
+        for i, entry in enumerate(entries):
+            entry_line = _line(requires, i) if isinstance(requires, list) else line
+            ref = entry
+            if isinstance(entry, dict) and set(entry) <= {"resource", "description"} and isinstance(entry.get("resource"), str):
+                ref = entry["resource"]
+            if not isinstance(ref, str):
+                out.append(entry)
+                out.lines.append(entry_line)
+                continue
+            res_model, _, res_name = ref.rpartition(":")
+            pool = all_resources.get(res_model, {}) if ":" in ref else resources
+            if res_name not in pool:
+                raise OpDefError(f"{src}:{entry_line}: requires: undefined resource '{ref}'")
+            out.append(_resource_dep(pool[res_name], res_name, entry_line, f"{src}:{entry_line}"))
+            out.lines.append(entry_line)
+        _set(op, "requires", out, line)
+
+
+def _named_item(items: list[_Map], name: str) -> _Map | None:
+    for item in items:
+        if _item_name(item) == name:
+            return item
+    return None
+
+
+def _item_name(item: dict) -> str | None:
+    for kind in ("model", "config"):
+        if kind in item:
+            return "" if item[kind] is None else str(item[kind])
+    if "operations" in item and not any(k in item for k in TOP_ITEM_KINDS):
+        return ""
+    return None
+
+
+def _op_path(op: dict, default: Path) -> Path:
+    return getattr(op, "src", None) or default
+
+
+def _resource_dep(res: Any, name: str, line: int, where: str) -> _Map:
+    """A named resource as the inline resource `deps` reads: ``name:``
+    (the resource's) and ``sources:`` (a list of sources), with the
+    resource's other attributes (``target-path``, ``description``...)."""
+    out = _new_map(line)
+    if isinstance(res, list):
+        _set(out, "sources", _copy(res), line)
+    elif isinstance(res, dict) and "sources" in res:
+        for k, v in res.items():
+            _set(out, k, _copy(v), _line(res, k))
+    elif isinstance(res, dict):
+        sources = _Seq([_copy(res)])
+        sources.line, sources.lines = _line(res), [_line(res)]
+        _set(out, "sources", sources, line)
+    else:
+        raise OpDefError(f"{where}: resource '{name}' must be a list of sources or a mapping with 'sources'")
+    if "name" not in out:
+        _set(out, "name", name, line)
+    return out
+
+
+# -- merging parents -------------------------------------------------
+
+
+def _merge(parent: Any, child: Any) -> None:
+    """Guild AI's merge: a key the child lacks is copied from the parent,
+    a mapping both have is merged the same way; anything else is the
+    child's."""
+    if not (isinstance(parent, dict) and isinstance(child, dict)):
+        return
+    for key, pval in parent.items():
+        if key not in child:
+            _set(child, key, _copy(pval), _line(parent, key))
+        else:
+            _merge(pval, child[key])
+
+
+def _merge_ops(parent: Any, child: Any) -> None:
+    if not (isinstance(parent, dict) and isinstance(child, dict)):
+        return
+    for name, pop in parent.items():
+        if name not in child:
+            _set(child, name, _copy(pop), _line(parent, name))
+        elif name == "$include":
+            continue
+        else:
+            cop = child[name]
+            if cop is None or isinstance(cop, str):
+                m = _new_map(_line(child, name))
+                if cop is not None:
+                    _set(m, "main", cop, _line(child, name))
+                child[name] = cop = m
+            if isinstance(pop, str):
+                if "main" not in cop and "exec" not in cop:
+                    _set(cop, "main", pop, _line(parent, name))
+                continue
+            _merge_op(pop, cop)
+
+
+def _merge_op(parent: Any, child: Any) -> None:
+    if not (isinstance(parent, dict) and isinstance(child, dict)):
+        return
+    for key, pval in parent.items():
+        if key not in child:
+            if key in ("main", "exec") and ("main" in child or "exec" in child):
+                continue  # the child's command replaces the parent's
+            _set(child, key, _copy(pval), _line(parent, key))
+        elif key == "flags":
+            _merge_flags(pval, child[key])
+        else:
+            _merge(pval, child[key])
+
+
+def _merge_flags(parent: Any, child: Any) -> None:
+    """Flags merge attribute by attribute: a child's ``lr: 0.2`` keeps
+    the parent's description of ``lr`` and changes its default."""
+    if not (isinstance(parent, dict) and isinstance(child, dict)):
+        return
+    for name, pval in parent.items():
+        if name not in child:
+            _set(child, name, _copy(pval), _line(parent, name))
+        elif name != "$include":
+            _set(child, name, _overlay_flag(pval, child[name], keep_child=True), _line(child, name))
+
+
+def _overlay_flag(base: Any, own: Any, keep_child: bool = False) -> Any:
+    """Flag `own` over flag `base` (each a default or a mapping)."""
+    if isinstance(own, dict):
+        out = _copy(own)
+        if isinstance(base, dict):
+            if keep_child:
+                _merge(base, out)
+                return out
+            merged = _copy(base)
+            for k, v in own.items():
+                _set(merged, k, _copy(v), _line(own, k))
+            return merged
+        if "default" not in out:
+            _set(out, "default", base, _line(own))
+        return out
+    if isinstance(base, dict):
+        merged = _copy(base)
+        _set(merged, "default", own, _line(base))
+        return merged
+    return own
+
+
+# -- params ---------------------------------------------------------
+
+
+def _params(data: dict) -> dict[str, Any]:
+    params = data.get("params")
+    if not isinstance(params, dict):
+        return {}
+    out = {}
+    for name, val in params.items():
+        seen = {val} if isinstance(val, str) else set()
+        for _ in range(100):
+            if not isinstance(val, str):
+                break
+            val = _resolve_str(val, params)
+            if isinstance(val, str) and val in seen:
+                break
+            if isinstance(val, str):
+                seen.add(val)
+        out[name] = val
+    return out
+
+
+def _resolve_params(val: Any, params: dict[str, Any]) -> Any:
+    """``{{NAME}}`` in every string value replaced by the param; a value
+    that is only a reference takes the param's type (``'{{n}}'`` is 10.0
+    when ``n: 10.0``)."""
+    if not params:
+        return val
+    if isinstance(val, dict):
+        for k in list(val):
+            val[k] = _resolve_params(val[k], params)
+        return val
+    if isinstance(val, list):
+        for i, v in enumerate(val):
+            val[i] = _resolve_params(v, params)
+        return val
+    if isinstance(val, str):
+        return _resolve_str(val, params)
+    return val
+
+
+def _resolve_str(s: str, params: dict[str, Any]) -> Any:
+    if "{{" not in s:
+        return s
+    parts = [p for p in _PARAM_P.split(s) if p != ""]
+    resolved = []
+    for part in parts:
+        if part.startswith("{{") and part.endswith("}}") and part[2:-2].strip() in params:
+            resolved.append(params[part[2:-2].strip()])
+        else:
+            resolved.append(part)
+    if len(resolved) == 1:
+        return resolved[0]
+    return "".join(str(p) for p in resolved)
+
+
+# -- model sourcecode --------------------------------------------------
+
+
+def _fold_sourcecode(model: dict, op: dict) -> None:
+    """A model's ``sourcecode`` comes before each operation's, as Guild AI
+    applies them: the model's rules, then the operation's; the
+    operation's root and dest over the model's; a model's ``no`` unless
+    the operation selects files itself."""
+    from .sourcecode import coerce_config
+
+    try:
+        msc = coerce_config(_plain(model.get("sourcecode")))
+        osc = coerce_config(_plain(op.get("sourcecode")))
+    except OpDefError:
+        return  # reported with its line when the operation is checked
+    line = _line(op, "sourcecode") if "sourcecode" in op else _line(model, "sourcecode")
+    if osc["disabled"] or (msc["disabled"] and not osc["select"]):
+        _set(op, "sourcecode", False, line)
+        return
+    folded = _new_map(line)
+    select = msc["select"] + osc["select"]
+    if select:
+        folded["select"] = select
+    for key in ("root", "dest", "digest"):
+        val = osc[key] if osc[key] is not None else msc[key]
+        if val is not None:
+            folded[key] = val
+    for key in folded:
+        folded.lines[key] = line
+    _set(op, "sourcecode", folded, line)
 
 
 def _line(m: Any, key: Any = None) -> int:
@@ -303,25 +908,6 @@ def _is_name(val: Any) -> bool:
     """A name YAML may give as a number (``5:``) but not as a boolean,
     null or anything else."""
     return isinstance(val, (str, int)) and not isinstance(val, bool)
-
-
-def _check_ops(path: Path, data: Any, model: str, parent: Any = None) -> dict[str, dict]:
-    if not isinstance(data, dict):
-        raise OpDefError(f"{path}:{_line(parent, 'operations')}: operations must be a mapping")
-    ops = {}
-    for name, op in data.items():
-        where = f"{path}:{_line(data, name)}"
-        if not _is_name(name):
-            raise OpDefError(f"{where}: invalid operation name {name!r} (quote it for a string)")
-        if op is None:
-            op = _Map()
-            op.lines, op.line = {}, _line(data, name)
-        if not isinstance(op, dict):
-            raise OpDefError(f"{where}: operation '{name}' must be a mapping")
-        _check_op(path, str(name), op)
-        full = f"{model}:{name}" if model else str(name)
-        ops[full] = op
-    return ops
 
 
 # guild.yml's flags-dest, as Guild AI reads it: exact words and prefixes
@@ -614,15 +1200,20 @@ def find_guildfile(cwd: Path) -> Path | None:
     return None
 
 
-def list_operations(cwd: Path) -> list[tuple[str, str]]:
-    """(name, description) of each guild.yml operation in `cwd`."""
+def list_operations(cwd: Path, private: bool = False) -> list[tuple[str, str]]:
+    """(name, description) of each guild.yml operation in `cwd`, by
+    model, then operation, as Guild AI lists them; without `private`,
+    not those whose name or model's name starts with ``_``."""
     gf = find_guildfile(cwd)
     if not gf:
         return []
-    return sorted(
-        (name, (op.get("description") or "").strip().split("\n")[0])
-        for name, op in load_guildfile(gf).items()
-    )
+    ops = []
+    for name, op in load_guildfile(gf).items():
+        model, _, op_name = name.rpartition(":")
+        if not private and (op_name.startswith("_") or model.startswith("_")):
+            continue
+        ops.append(((model, op_name), name, (op.get("description") or "").strip().split("\n")[0]))
+    return [(name, desc) for _, name, desc in sorted(ops)]
 
 
 def default_operation(cwd: Path) -> str | None:

@@ -335,7 +335,10 @@ def assemble(
     directory the attributes refer to). Returns the run at `path`."""
     tmp_run = Run(run.id, path)
     tmp_run.guild_path("attrs").mkdir(parents=True)
-    files = sourcecodelib.select_files(opdef.project_dir, opdef.sourcecode, warn)
+    files = sourcecodelib.select_files(
+        opdef.project_dir, opdef.sourcecode, warn, python=sourcecodelib.is_python_op(opdef),
+        ignore=sourcecodelib.required_files((opdef.data or {}).get("requires")),
+    )
     script_in_run = bool(
         opdef.script
         and opdef.sourcecode.dest in (".", "")
@@ -359,7 +362,11 @@ def assemble(
         write("label", run_label)
     if tags:
         write("tags", list(tags))
-    write("sourcecode_digest", digest)
+    if opdef.sourcecode.digest:
+        write("sourcecode_digest", digest)
+    commit = sourcecodelib.vcs_commit(opdef.project_dir)
+    if commit:
+        write("vcs_commit", commit)
     write("random_seed", int.from_bytes(os.urandom(4), "big"))
     write("host", util.hostname())
     write("user", util.username())

@@ -1,20 +1,35 @@
 """The source snapshot: which project files are copied into a run.
 
-Default: text files under the project directory, at most 1 MiB each and
-100 files in all, skipping hidden and cache directories, virtual
-environments and Guild homes. guild.yml's ``sourcecode`` changes that:
+Files are chosen as Guild AI 0.9 chooses them: a list of rules, each
+tested against every file in order, the last rule that applies deciding
+(no rule: not copied). Directories are pruned by the ``dir`` rules
+alone. The rules are, in order:
 
-- ``sourcecode: no`` copies nothing;
-- a list of rules, each a glob (include), ``{include: GLOB|[GLOBS]}`` or
-  ``{exclude: GLOB|[GLOBS]}``; ``{exclude: {dir: NAME}}`` skips a
-  directory. When the first rule is an include, only what the rules
-  include is copied; otherwise the rules refine the default. Later rules
-  win over earlier ones;
-- a mapping ``{root: DIR, select: RULES, dest: DIR}``.
+1. the defaults: no hidden directories, none holding a
+   ``.guild-nocopy`` file, then text files under 1 MiB, at most 100 of
+   them; for a Python operation also no ``__pycache__``, virtual
+   environments (a ``bin/activate`` or ``Scripts/activate`` inside),
+   ``build``, ``dist`` or ``*.egg-info`` directories;
+2. the model's ``sourcecode`` rules, then the operation's.
+
+guild.yml's ``sourcecode``:
+
+- ``no`` (or ``[]``) copies nothing;
+- a glob, or a list of globs only: ``exclude *`` first, then each glob
+  included, so only those files are copied;
+- a list with mappings: ``{include: GLOB|[GLOBS]}``,
+  ``{exclude: GLOB|[GLOBS]}``, ``{exclude: {dir: NAME}}`` (also
+  ``text:``/``binary:``), each refining what came before;
+- a mapping ``{select: RULES, root: DIR, dest: DIR, digest: no}``.
+
+A glob naming an existing directory (``data``) means the files under it
+(``data/*``). A glob without ``/`` matches a file's name, one with ``/``
+its path. A Guild home inside the project is never copied.
 
 Each copied file is listed in ``.guild/manifest`` as Guild AI does
 (``s DEST SHA1 SOURCE``, shell-quoted) and the ``sourcecode_digest``
-attribute is Guild AI's digest over the copied files.
+attribute is Guild AI's digest over the copied files (not written with
+``digest: no``).
 """
 
 from __future__ import annotations
@@ -32,7 +47,70 @@ from .errors import OpDefError
 
 MAX_FILE_SIZE = 1024 * 1024
 MAX_FILES = 100
-SKIP_DIRS = {"__pycache__", "node_modules", "runs", "venv", ".venv", "build", "dist"}
+
+_HELP = " To control which files are copied, define 'sourcecode' for the operation in guild.yml."
+
+
+@dataclass
+class Rule:
+    """One select rule: include or exclude files (or, typed ``dir``,
+    directories) matching any of its patterns."""
+
+    include: bool
+    patterns: list[str]
+    type: str | None = None  # None, "text", "binary" or "dir"
+    sentinel: str | None = None
+    size_lt: int | None = None
+    max_matches: int | None = None
+    matches: int = 0
+
+    def __str__(self) -> str:
+        parts = ["include" if self.include else "exclude"]
+        if self.type:
+            parts.append(self.type)
+        parts.append(", ".join(shlex.quote(p) if " " in p else p for p in self.patterns))
+        extras = []
+        if self.sentinel:
+            extras.append(f"containing {self.sentinel}")
+        if self.size_lt:
+            extras.append(f"size < {self.size_lt}")
+        if self.max_matches:
+            extras.append(f"max match {self.max_matches}")
+        if extras:
+            parts.append(", ".join(extras))
+        return " ".join(parts)
+
+    def test(self, root: Path, rel: str) -> tuple[bool | None, str | None]:
+        """(result, None) when the rule applies, else (None, the test that
+        failed: ``max matches``, ``pattern``, ``type``, ``size``)."""
+        if self.max_matches is not None and self.matches >= self.max_matches:
+            return None, "max matches"
+        if not any(_fnmatch(rel, p) for p in self.patterns):
+            return None, "pattern"
+        path = root / rel
+        if self.type == "dir":
+            if not path.is_dir() or (self.sentinel and not (path / self.sentinel).exists()):
+                return None, "type"
+        elif self.type in ("text", "binary"):
+            if is_text_file(path) != (self.type == "text"):
+                return None, "type"
+        if self.size_lt is not None:
+            try:
+                if path.stat().st_size >= self.size_lt:
+                    return None, "size"
+            except OSError:
+                pass
+        self.matches += 1
+        return self.include, None
+
+    def fresh(self) -> "Rule":
+        return Rule(self.include, list(self.patterns), self.type, self.sentinel, self.size_lt, self.max_matches)
+
+
+def _fnmatch(rel: str, pattern: str) -> bool:
+    if "/" not in pattern:
+        rel = rel.rsplit("/", 1)[-1]
+    return fnmatch.fnmatchcase(rel, pattern.lstrip("/"))
 
 
 @dataclass
@@ -40,123 +118,308 @@ class SourceSpec:
     enabled: bool = True
     root: str | None = None
     dest: str = "."
-    rules: list[tuple[str, str, str]] = field(default_factory=list)
-    # (action, kind, pattern): action include|exclude, kind file|dir
+    digest: bool = True
+    rules: list[Rule] = field(default_factory=list)  # guild.yml's, in order
 
 
-def parse_spec(config: Any) -> SourceSpec:
-    """Read guild.yml's ``sourcecode`` value."""
+def _default_rules() -> list[Rule]:
+    return [
+        Rule(False, [".*"], "dir"),
+        Rule(False, ["*"], "dir", sentinel=".guild-nocopy"),
+        Rule(True, ["*"], "text", size_lt=MAX_FILE_SIZE + 1, max_matches=MAX_FILES),
+    ]
+
+
+def _python_rules() -> list[Rule]:
+    return [
+        Rule(False, ["__pycache__"], "dir"),
+        Rule(False, ["*"], "dir", sentinel="bin/activate"),
+        Rule(False, ["*"], "dir", sentinel="Scripts/activate"),
+        Rule(False, ["build"], "dir"),
+        Rule(False, ["dist"], "dir"),
+        Rule(False, ["*.egg-info"], "dir"),
+    ]
+
+
+# ---------------------------------------------------------------------
+# guild.yml's sourcecode
+# ---------------------------------------------------------------------
+
+
+def coerce_config(config: Any) -> dict[str, Any]:
+    """guild.yml's ``sourcecode`` as Guild AI reads it: ``select`` (rule
+    mappings, a leading ``exclude: '*'`` made explicit), ``root``,
+    ``dest``, ``digest``, ``disabled``."""
+    out: dict[str, Any] = {"select": [], "root": None, "dest": None, "digest": None, "disabled": False}
     if config is None or config is True:
-        return SourceSpec()
-    if config is False:
-        return SourceSpec(enabled=False)
-    if isinstance(config, dict):
-        spec = parse_spec(config.get("select"))
-        spec.root = config.get("root")
-        spec.dest = config.get("dest", ".") or "."
-        if config.get("disabled"):
-            spec.enabled = False
-        return spec
+        return out
+    if config is False or config == []:
+        out["disabled"] = True
+        return out
     if isinstance(config, str):
-        config = [config]
+        out["select"] = [{"exclude": "*"}, {"include": config}]
+        return out
+    if isinstance(config, dict):
+        inner = coerce_config(config.get("select"))
+        out["select"], out["disabled"] = inner["select"], inner["disabled"]
+        for key in ("root", "dest", "digest"):
+            out[key] = config.get(key)
+        if config.get("disabled"):
+            out["disabled"] = True
+        return out
     if not isinstance(config, list):
         raise OpDefError(f"invalid sourcecode: {config!r}")
     rules = []
     for item in config:
-        rules.extend(_parse_rule(item))
-    return SourceSpec(rules=rules)
+        if isinstance(item, str):
+            rules.append({"include": item})
+        elif isinstance(item, dict):
+            _rule(item)  # checked here, with the item in the message
+            rules.append(item)
+        else:
+            raise OpDefError(f"invalid sourcecode rule: {item!r}")
+    if all(isinstance(item, str) for item in config):
+        rules.insert(0, {"exclude": "*"})
+    out["select"] = rules
+    return out
 
 
-def _parse_rule(item: Any) -> list[tuple[str, str, str]]:
-    if isinstance(item, str):
-        return [("include", "file", item)]
-    if isinstance(item, dict) and len(item) == 1:
-        action, val = next(iter(item.items()))
-        if action in ("include", "exclude"):
-            if isinstance(val, dict):
-                kind = "dir" if "dir" in val else "file"
-                pats = val.get("dir", val.get("file", val.get("text")))
-            else:
-                kind, pats = "file", val
-            if isinstance(pats, str):
-                pats = [pats]
-            if isinstance(pats, list) and all(isinstance(p, str) for p in pats):
-                return [(action, kind, p) for p in pats]
-    raise OpDefError(f"invalid sourcecode rule: {item!r}")
+def _rule(item: dict) -> Rule:
+    actions = [k for k in ("include", "exclude") if k in item]
+    if len(actions) != 1 or len(item) != 1:
+        if len(actions) == 2:
+            raise OpDefError(
+                f"invalid sourcecode rule: {item!r}: a rule includes or excludes, "
+                "not both (use one rule for each, in the order they apply)"
+            )
+        raise OpDefError(f"invalid sourcecode rule: {item!r}")
+    action = actions[0]
+    val = item[action]
+    kind = None
+    if isinstance(val, dict):
+        kinds = [k for k in ("dir", "text", "binary") if k in val]
+        if len(kinds) != 1 or len(val) != 1:
+            raise OpDefError(f"invalid sourcecode rule: {item!r}: expected dir, text or binary")
+        kind = kinds[0]
+        val = val[kind]
+    if isinstance(val, str):
+        val = [val]
+    if not (isinstance(val, list) and val and all(isinstance(p, str) for p in val)):
+        raise OpDefError(f"invalid sourcecode rule: {item!r}")
+    return Rule(action == "include", list(val), kind)
 
 
-def select_files(project_dir: Path, spec: SourceSpec, warn=None) -> list[str]:
-    """Relative paths (``/`` separated) of the files to copy."""
+def parse_spec(config: Any) -> SourceSpec:
+    """Read guild.yml's ``sourcecode`` value."""
+    c = coerce_config(config)
+    for key in ("root", "dest"):
+        if c[key] is not None and not isinstance(c[key], str):
+            raise OpDefError(f"sourcecode {key} must be a path")
+    return SourceSpec(
+        enabled=not c["disabled"],
+        root=c["root"],
+        dest=c["dest"] or ".",
+        digest=c["digest"] not in (False, "no"),
+        rules=[_rule(item) for item in c["select"]],
+    )
+
+
+# ---------------------------------------------------------------------
+# Selecting
+# ---------------------------------------------------------------------
+
+
+def is_python_op(opdef: Any) -> bool:
+    """Whether the Python default rules apply (Guild AI's python plugin):
+    a ``main`` module or script, or a command run by ``${python_exe}``."""
+    exec_ = getattr(opdef, "exec", None)
+    if exec_ is None:
+        return True
+    first = exec_.split(None, 1)[0] if exec_.strip() else ""
+    return first in ("${python_exe}", "${guild_python_exe}") or os.path.basename(first).lower().startswith("python")
+
+
+def required_files(requires: Any) -> set[str]:
+    """The project files an operation's ``requires:`` names (``file:``
+    sources with a relative path), as paths from the project."""
+    out: set[str] = set()
+    entries = requires if isinstance(requires, list) else [requires]
+    for entry in entries:
+        sources = entry.get("sources") if isinstance(entry, dict) and "sources" in entry else [entry]
+        for source in sources if isinstance(sources, list) else []:
+            path = source if isinstance(source, str) else source.get("file") if isinstance(source, dict) else None
+            if isinstance(path, str) and path and not os.path.isabs(path) and "://" not in path:
+                out.add(os.path.normpath(path).replace(os.sep, "/"))
+    return out
+
+
+def source_root(project_dir: Path, spec: SourceSpec) -> Path:
+    return (project_dir / spec.root).resolve() if spec.root else project_dir
+
+
+def rules_for(project_dir: Path, spec: SourceSpec, python: bool = True) -> list[Rule]:
+    """Every rule, in the order it is tested, fresh (match counts zero)."""
     if not spec.enabled:
-        return []
-    root = (project_dir / spec.root).resolve() if spec.root else project_dir
-    only_included = bool(spec.rules) and spec.rules[0][0] == "include"
-    selected: list[str] = []
-    skipped = 0
-    for dirpath, dirnames, filenames in os.walk(root):
+        return [Rule(False, ["*"])]
+    root = source_root(project_dir, spec)
+    rules = _default_rules() + (_python_rules() if python else [])
+    for rule in spec.rules:
+        rule = rule.fresh()
+        if rule.type is None:
+            # A pattern naming a directory means the files under it.
+            rule.patterns = [f"{p.rstrip('/')}/*" if (root / p).is_dir() else p for p in rule.patterns]
+        rules.append(rule)
+    return rules
+
+
+def _disabled(rules: list[Rule]) -> bool:
+    """Guild AI's shortcut: an untyped ``exclude *`` no later include
+    undoes selects nothing, so nothing is walked."""
+    disabled = False
+    for rule in rules:
+        if rule.include:
+            disabled = False
+        elif "*" in rule.patterns and rule.type is None:
+            disabled = True
+    return disabled
+
+
+@dataclass
+class Selection:
+    root: Path
+    rules: list[Rule]
+    disabled: bool
+    selected: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # directories end with "/"
+    too_many: bool = False
+    too_big: list[str] = field(default_factory=list)
+
+
+def select(project_dir: Path, spec: SourceSpec, python: bool = True, ignore=()) -> Selection:
+    """Apply the rules to the files under the source root; paths in
+    `ignore` (the project files an operation requires) are never
+    source code, as in Guild AI."""
+    rules = rules_for(project_dir, spec, python)
+    root = source_root(project_dir, spec)
+    sel = Selection(root, rules, _disabled(rules))
+    if sel.disabled:
+        return sel
+    dir_rules = [r for r in rules if r.type == "dir"]
+    file_rules = [r for r in rules if r.type != "dir"]
+    default_include = rules[2] if spec.enabled else None
+    homes = _guild_homes()
+    seen_dirs: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:
+            dirnames[:] = []
+            continue  # a link back into the tree
+        seen_dirs.add(real)
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
-        dirnames[:] = sorted(
-            d for d in dirnames if _keep_dir(Path(dirpath) / d, _join(rel_dir, d), spec)
-        )
+        kept = []
+        for name in sorted(dirnames):
+            rel = _join(rel_dir, name)
+            decision = None
+            for rule in dir_rules:
+                result, _ = rule.test(root, rel)
+                if result is not None:
+                    decision = result
+            if decision is False or _is_guild_home(Path(dirpath) / name, homes):
+                sel.skipped.append(rel + "/")
+            else:
+                kept.append(name)
+        dirnames[:] = kept
         for name in sorted(filenames):
             rel = _join(rel_dir, name)
-            path = Path(dirpath) / name
-            decision = _rule_decision(rel, spec.rules)
-            if decision == "exclude":
+            if rel in ignore:
+                sel.skipped.append(rel)
                 continue
-            if decision is None:
-                if only_included or not _default_file(path):
-                    continue
-            elif not path.is_file():
+            decision = None
+            failed_default = None
+            for rule in file_rules:
+                result, failed = rule.test(root, rel)
+                if result is not None:
+                    decision = result
+                elif rule is default_include:
+                    failed_default = failed
+            if decision is True:
+                sel.selected.append(rel)
                 continue
-            if len(selected) >= MAX_FILES:
-                skipped += 1
-                continue
-            selected.append(rel)
-    if skipped and warn:
-        warn(
-            f"found more than {MAX_FILES} source files: {skipped} not copied "
-            "(use 'sourcecode' in guild.yml to select them)"
-        )
-    return selected
+            sel.skipped.append(rel)
+            if decision is None and failed_default == "max matches":
+                sel.too_many = True
+            elif decision is None and failed_default == "size":
+                sel.too_big.append(rel)
+    return sel
+
+
+def select_files(project_dir: Path, spec: SourceSpec, warn=None, python: bool = True, ignore=()) -> list[str]:
+    """Relative paths (``/`` separated, under the source root) of the
+    files to copy; `warn` hears about what the default limits left out."""
+    sel = select(project_dir, spec, python, ignore)
+    if warn:
+        for rel in sel.too_big:
+            warn(f"skipping potential source code file {rel}: it is larger than 1 MiB.{_HELP}")
+        if sel.too_many:
+            warn(
+                f"found more than {MAX_FILES} source code files: only {MAX_FILES} "
+                f"are copied, as a safety measure.{_HELP}"
+            )
+    return sel.selected
+
+
+def test_sourcecode_lines(
+    project_dir: Path, spec: SourceSpec, python: bool = True, cwd: Path | None = None, ignore=()
+) -> list[str]:
+    """What ``guild run OP --test-sourcecode`` prints: the source root,
+    every rule in order, then the files selected and skipped (paths
+    from the current directory, directories with a trailing ``/``)."""
+    sel = select(project_dir, spec, python, ignore)
+    cwd = Path(cwd or os.getcwd()).resolve()
+    root = sel.root.resolve()
+    if root == cwd:
+        where = "the current directory"
+    else:
+        rel = os.path.relpath(root, cwd)
+        where = repr(rel if not rel.startswith("..") else str(root))
+    lines = [f"Copying from {where}", "Rules:"]
+    lines.extend(f"  {rule}" for rule in sel.rules)
+    if sel.disabled:
+        lines.append("Source code copy disabled")
+        return lines
+
+    def shown(rel: str) -> str:
+        path = os.path.relpath(root / rel.rstrip("/"), cwd)
+        return path + "/" if rel.endswith("/") else path
+
+    lines.append("Selected for copy:")
+    lines.extend(f"  {shown(rel)}" for rel in sel.selected)
+    lines.append("Skipped:")
+    lines.extend(f"  {shown(rel)}" for rel in sel.skipped)
+    return lines
 
 
 def _join(rel_dir: str, name: str) -> str:
     return f"{rel_dir}/{name}" if rel_dir else name
 
 
-def _keep_dir(path: Path, rel: str, spec: SourceSpec) -> bool:
-    for action, kind, pattern in reversed(spec.rules):
-        if kind == "dir" and (fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(path.name, pattern)):
-            return action == "include"
-    name = path.name
-    if name.startswith(".") or name in SKIP_DIRS or name.endswith(".egg-info"):
-        return False
-    if (path / "bin" / "activate").exists() or (path / "pyvenv.cfg").exists():
-        return False
-    if (path / "runs").is_dir() and (path / "cache").is_dir():
-        return False  # a Guild home inside the project
-    return True
+def _guild_homes() -> set[str]:
+    home = os.environ.get("GUILD_HOME")
+    return {os.path.realpath(home)} if home else set()
 
 
-def _rule_decision(rel: str, rules) -> str | None:
-    for action, kind, pattern in reversed(rules):
-        if kind == "file" and (
-            fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(os.path.basename(rel), pattern)
-        ):
-            return action
-    return None
+def _is_guild_home(path: Path, homes: set[str]) -> bool:
+    if os.path.realpath(path) in homes:
+        return True
+    return (path / "runs").is_dir() and (path / "cache").is_dir()
 
 
-def _default_file(path: Path) -> bool:
+def is_text_file(path: Path) -> bool:
+    """A regular file whose first KiB holds no NUL byte (empty counts)."""
     try:
-        st = path.stat()
-    except OSError:
-        return False
-    if not path.is_file() or st.st_size > MAX_FILE_SIZE:
-        return False
-    try:
+        if not path.is_file():
+            return False
         with open(path, "rb") as f:
             head = f.read(1024)
     except OSError:
@@ -164,10 +427,77 @@ def _default_file(path: Path) -> bool:
     return b"\x00" not in head
 
 
+# ---------------------------------------------------------------------
+# The project's commit
+# ---------------------------------------------------------------------
+
+
+def _git_dir_above(path: Path) -> bool:
+    for d in (path, *path.parents):
+        if (d / ".git").exists():
+            return True
+    return False
+
+
+def vcs_commit(project_dir: Path) -> str | None:
+    """Guild AI's ``vcs_commit``: ``git:SHA`` of the last commit that
+    touched the project directory, with ``*`` appended when the work
+    tree has changes (``git status`` lists anything, untracked files
+    included); None outside a repository, before the first commit, or
+    without git (``NO_VCS_COMMIT=1`` skips it, as in Guild AI).
+
+    One ``git status`` process (it also names HEAD), plus a ``git log``
+    only when the project is a subdirectory of its repository.
+    """
+    if os.environ.get("NO_VCS_COMMIT") == "1":
+        return None
+    project_dir = Path(project_dir)
+    if not _git_dir_above(project_dir):
+        return None  # no process at all outside a repository
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(
+                ["git", "--no-optional-locks", *args], cwd=project_dir,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            )
+        except OSError:
+            return None
+        if proc.returncode != 0:
+            return None
+        return proc.stdout.decode("utf-8", "replace")
+
+    status = git("status", "--porcelain=v2", "--branch")
+    if status is None:
+        return None
+    head = None
+    dirty = False
+    for line in status.splitlines():
+        if line.startswith("# branch.oid "):
+            head = line.split()[2]
+        elif line and not line.startswith("#"):
+            dirty = True
+    if head is None or head == "(initial)":
+        return None
+    commit = head
+    if (project_dir / ".git").exists() is False:
+        out = git("log", "-1", "--format=%H", "--", ".")
+        commit = (out or "").strip() or None
+        if commit is None:
+            return None
+    return f"git:{commit}" + ("*" if dirty else "")
+
+
+# ---------------------------------------------------------------------
+# Copying
+# ---------------------------------------------------------------------
+
+
 def copy_files(project_dir: Path, spec: SourceSpec, files: list[str], run_dir: Path) -> str:
     """Copy `files` into the run directory, write ``.guild/manifest`` and
     return the source-code digest."""
-    root = (project_dir / spec.root).resolve() if spec.root else project_dir
+    root = source_root(project_dir, spec)
     dest_root = run_dir / spec.dest if spec.dest not in (".", "") else run_dir
     lines = []
     digest = util.md5()

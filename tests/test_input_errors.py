@@ -281,7 +281,7 @@ def test_guild_flags_dest_forms_load(project, dest):
         ("tags: [[1]]", "tags must be a string or a list of strings"),
         ("requires: 5", "requires must be a mapping or a list of mappings"),
         ("requires: [5]", "requires must be a mapping or a list of mappings"),
-        ("requires: prepare", "requires: named resources are not supported"),
+        ("requires: prepare", "requires: undefined resource 'prepare'"),
         ("sourcecode: 5", "invalid sourcecode: 5"),
         ("sourcecode: [5]", "invalid sourcecode rule: 5"),
         ("optimizers: 5", "optimizers must be a mapping or a list of names"),
