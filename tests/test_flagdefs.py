@@ -148,3 +148,14 @@ def test_labels_format_values_as_guild_ai(cli, project):
     assert label == "empty='' lr=0.12345 msg='hello world' small=1.0e-05 word='yes'"
     assert cli("run", "train", "-l", "lr=${lr} m=${msg}", "-y").exit_code == 0
     assert json.loads(cli("runs", "info", "--json").output)["label"] == "lr=0.12345 m='hello world'"
+
+
+def test_arg_skip_keeps_a_flag_off_the_command_line(cli, project):
+    project.write(
+        "guild.yml",
+        "train:\n  main: train\n  flags:\n    seed:\n      default: 7\n      arg-skip: yes\n    x: 1\n",
+    )
+    project.write("train.py", "import sys, os\nprint('argv=%s' % sys.argv[1:])\nprint('env=%s' % os.environ['FLAG_SEED'])\n")
+    result = cli("run", "train", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert "argv=['--x', '1']" in result.output and "env=7" in result.output
