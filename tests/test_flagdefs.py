@@ -155,7 +155,12 @@ def test_arg_skip_keeps_a_flag_off_the_command_line(cli, project):
         "guild.yml",
         "train:\n  main: train\n  flags:\n    seed:\n      default: 7\n      arg-skip: yes\n    x: 1\n",
     )
-    project.write("train.py", "import sys, os\nprint('argv=%s' % sys.argv[1:])\nprint('env=%s' % os.environ['FLAG_SEED'])\n")
+    project.write(
+        "train.py",
+        "import argparse, os, sys\np = argparse.ArgumentParser()\np.add_argument('--x', type=int)\n"
+        "p.add_argument('--seed', type=int)\np.parse_args()\n"
+        "print('argv=%s' % sys.argv[1:])\nprint('env=%s' % os.environ['FLAG_SEED'])\n",
+    )
     result = cli("run", "train", "-y")
     assert result.exit_code == 0, result.stderr
     assert "argv=['--x', '1']" in result.output and "env=7" in result.output
