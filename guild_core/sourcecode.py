@@ -122,6 +122,62 @@ class SourceSpec:
     rules: list[Rule] = field(default_factory=list)  # guild.yml's, in order
 
 
+class GitignoreRule(Rule):
+    """Guild AI's rule for a project in a git repository: every file
+    git does not ignore (``.gitignore``, plus ``.guildignore``
+    patterns)."""
+
+    def __init__(self, ignored: set[str]):
+        super().__init__(True, [])
+        self.ignored = ignored
+
+    def __str__(self) -> str:
+        return "gitignore + guildignore patterns"
+
+    def test(self, root: Path, rel: str) -> tuple[bool | None, str | None]:
+        if rel in self.ignored:
+            return None, "pattern"
+        return True, None
+
+    def fresh(self) -> "GitignoreRule":
+        return GitignoreRule(self.ignored)
+
+
+def _git_rules(root: Path) -> list[Rule] | None:
+    """Guild AI's base rules inside a git repository (instead of the
+    defaults): no ``.guild``, ``.git`` or ignored directories, every file
+    git does not ignore, no ``.git*`` or ``.guildignore`` file. One
+    ``git ls-files`` process; None outside a repository or without git."""
+    if not _git_dir_above(root):
+        return None
+    import subprocess
+
+    cmd = ["git", "ls-files", "-ioc", "--exclude-standard", "--directory"]
+    try:
+        with open(root / ".guildignore") as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    cmd += ["-x", line]
+    except OSError:
+        pass
+    try:
+        proc = subprocess.run(cmd, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+    if proc.returncode != 0:
+        return None
+    listed = proc.stdout.decode("utf-8", "ignore").splitlines()
+    ignored_dirs = [p.rstrip("/") for p in listed if p and (root / p).is_dir()]
+    return [
+        Rule(False, [".guild"], "dir"),
+        Rule(False, ["*"], "dir", sentinel=".guild-nocopy"),
+        Rule(False, [".git"] + ignored_dirs, "dir"),
+        GitignoreRule({os.path.normpath(p) for p in listed if p}),
+        Rule(False, [".git*", ".guildignore"]),
+    ]
+
+
 def _default_rules() -> list[Rule]:
     return [
         Rule(False, [".*"], "dir"),
@@ -262,7 +318,7 @@ def rules_for(project_dir: Path, spec: SourceSpec, python: bool = True) -> list[
     if not spec.enabled:
         return [Rule(False, ["*"])]
     root = source_root(project_dir, spec)
-    rules = _default_rules() + (_python_rules() if python else [])
+    rules = _git_rules(root) or _default_rules() + (_python_rules() if python else [])
     for rule in spec.rules:
         rule = rule.fresh()
         if rule.type is None:
@@ -306,7 +362,7 @@ def select(project_dir: Path, spec: SourceSpec, python: bool = True, ignore=()) 
         return sel
     dir_rules = [r for r in rules if r.type == "dir"]
     file_rules = [r for r in rules if r.type != "dir"]
-    default_include = rules[2] if spec.enabled else None
+    default_include = rules[2] if spec.enabled and rules[2].max_matches else None
     homes = _guild_homes()
     seen_dirs: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -456,19 +512,26 @@ def vcs_commit(project_dir: Path) -> str | None:
         return None  # no process at all outside a repository
     import subprocess
 
-    def git(*args: str) -> str | None:
+    def start(*args: str):
         try:
-            proc = subprocess.run(
+            return subprocess.Popen(
                 ["git", "--no-optional-locks", *args], cwd=project_dir,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             )
         except OSError:
             return None
-        if proc.returncode != 0:
-            return None
-        return proc.stdout.decode("utf-8", "replace")
 
-    status = git("status", "--porcelain=v2", "--branch")
+    def output(proc) -> str | None:
+        if proc is None:
+            return None
+        out = proc.communicate()[0]
+        return out.decode("utf-8", "replace") if proc.returncode == 0 else None
+
+    # Both at once when both are needed: the wait is the longer one's.
+    status_proc = start("status", "--porcelain=v2", "--branch")
+    log_proc = None if (project_dir / ".git").exists() else start("log", "-1", "--format=%H", "--", ".")
+    status = output(status_proc)
+    logged = output(log_proc)
     if status is None:
         return None
     head = None
@@ -481,10 +544,9 @@ def vcs_commit(project_dir: Path) -> str | None:
     if head is None or head == "(initial)":
         return None
     commit = head
-    if (project_dir / ".git").exists() is False:
-        out = git("log", "-1", "--format=%H", "--", ".")
-        commit = (out or "").strip() or None
-        if commit is None:
+    if log_proc is not None:
+        commit = (logged or "").strip()
+        if not commit:
             return None
     return f"git:{commit}" + ("*" if dirty else "")
 

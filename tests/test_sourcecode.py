@@ -279,3 +279,35 @@ def test_vcs_commit_of_a_subdirectory_is_its_last_commit(project):
     git(project.path, "commit", "-qm", "b")
     assert sourcecode.vcs_commit(project.path / "sub") == f"git:{first}"
     assert sourcecode.vcs_commit(project.path) == "git:" + git(project.path, "rev-parse", "HEAD").strip()
+
+
+def test_in_a_git_repository_git_decides(tree):
+    # Guild AI's rules there: every file git does not ignore, hidden
+    # directories and binary files included, no size or count limit.
+    git(tree.path, "init", "-q")
+    tree.write(".gitignore", "*.bin\n")
+    tree.write(".guildignore", "*.csv\n")
+    tree.write("guild.yml", "train:\n  main: train\n  sourcecode:\n    - exclude: {dir: sub}\n")
+    out = lines(tree, "train")
+    assert out == [
+        "Copying from the current directory",
+        "Rules:",
+        "  exclude dir .guild",
+        "  exclude dir * containing .guild-nocopy",
+        "  exclude dir .git, data",
+        "  gitignore + guildignore patterns",
+        "  exclude .git*, .guildignore",
+        "  exclude dir sub",
+        "Selected for copy:",
+        "  guild.yml",
+        "  train.py",
+        "  .hid/h.txt",
+        "  __pycache__/t.pyc",
+        "Skipped:",
+        "  .git/",
+        "  data/",
+        "  sub/",
+        "  .gitignore",
+        "  .guildignore",
+        "  d.csv",
+    ]
