@@ -97,6 +97,14 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         "yes": yes,
         "quiet": quiet,
     }
+    if opdef.data and opdef.data.get("steps"):
+        from guild_core import steps as stepslib
+
+        if stepslib.is_pipeline(opdef):
+            if _wants_batch(batch_opts) or _is_batch(flag_vals, user_flags, opdef.flagdefs):
+                raise GuildError(f"cannot run pipeline {opdef.name} as a batch: give each flag one value")
+            _run_pipeline(opdef, flag_vals, user_flags, run_params, batch_opts, print_cmd)
+            return
     if _wants_batch(batch_opts) or _is_batch(flag_vals, user_flags, opdef.flagdefs):
         from guild_core.cli.batch import BatchArgs, run_batch
 
@@ -126,6 +134,47 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
             click.echo(f"To start the operation, use 'guild run --start {new_run.id}'")
         return
     _start(new_run, opdef.name, background, pidfile, quiet)
+
+
+def _run_pipeline(opdef, flag_vals, user_flags, run_params, batch_opts, print_cmd):
+    """A ``steps:`` operation: every step checked, then one run that
+    runs them (`guild_core.steps`)."""
+    from guild_core import steps as stepslib
+
+    if print_cmd:
+        click.echo(" ".join(shlex.quote(a) for a in stepslib.command(opdef)))
+        return
+    planned = stepslib.plan(
+        opdef, flag_vals, flag_detector(plugin_manager()),
+        label=run_params["label"], tags=run_params["tags"], warn=_warn,
+    )
+    stage = run_params["stage"]
+    action = "stage" if stage else "run"
+    if not run_params["yes"] and not confirm(_pipeline_preview(f"You are about to {action} {opdef.name}", flag_vals, planned)):
+        sys.exit(1)
+    run_params["needed"] = bool(batch_opts.get("needed"))
+    new_run = stepslib.create(
+        opdef, flag_vals, user_flags,
+        label=run_params["label"], tags=run_params["tags"], run_params=run_params, staged=stage,
+    )
+    if stage:
+        if not run_params["quiet"]:
+            click.echo(f"{opdef.name} staged as {new_run.id}")
+            click.echo(f"To start the operation, use 'guild run --start {new_run.id}'")
+        return
+    _start(new_run, opdef.name, run_params["background"], None, run_params["quiet"])
+
+
+def _pipeline_preview(header, flag_vals, planned) -> str:
+    from guild_core import steps as stepslib
+
+    text = _preview(header, flag_vals)
+    lines = ["  Steps:"] + ["  " + printable(line) for line in stepslib.describe(planned)]
+    return text[: -len("Continue?")] + "\n".join(lines) + "\nContinue?"
+
+
+def _warn(msg: str) -> None:
+    click.echo(f"WARNING: {printable(msg)}", err=True)
 
 
 def _wants_batch(batch_opts) -> bool:
@@ -192,6 +241,9 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
     if print_cmd:
         click.echo(" ".join(shlex.quote(a) for a in runner.command(op, flag_vals)))
         return
+    pipeline_params = None
+    if run.get("steps") is not None:
+        pipeline_params = _check_pipeline_restart(run, flag_vals, label, tags, batch_opts)
     resolved = []
     if deps and (dep_values or not batch_opts.get("needed")):
         # Resolved again, so runs that match now join; a value given
@@ -210,7 +262,34 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
         runner.update_flags(run, flag_vals, user_flags, label)
     if tags:
         run.write_attr("tags", sorted(set(run.get("tags") or []) | set(tags)))
+    if pipeline_params is not None:
+        run.write_attr("run_params", pipeline_params)
     _start(run, run.op_name, background, pidfile, quiet)
+
+
+def _check_pipeline_restart(run, flag_vals, label, tags, batch_opts):
+    """A pipeline's steps, checked against guild.yml as it is now before
+    the pipeline starts again; --needed, -l and --tag are remembered for
+    its steps."""
+    from guild_core import opdef as opdeflib
+    from guild_core import steps as stepslib
+
+    opref = run.opref
+    if opref is None or opref.type != "guildfile":
+        raise GuildError(f"cannot restart pipeline {run.id}: it does not come from a guild.yml")
+    params = dict(run.get("run_params") or {})
+    if label is not None:
+        params["label"] = label
+    if tags:
+        params["tags"] = list(tags)
+    params["needed"] = bool(batch_opts.get("needed"))
+    opdef = opdeflib.resolve(opref.op_name, Path(opref.project_dir), flag_detector(plugin_manager()))
+    stepslib.plan(
+        opdef, flag_vals, flag_detector(plugin_manager()),
+        label=params.get("label"), tags=params.get("tags") or [],
+        steps_data=run.get("steps"), warn=_warn,
+    )
+    return params
 
 
 def _flag_error(e: FlagError, op_name: str) -> GuildError:
@@ -306,6 +385,13 @@ def _help_op(opdef) -> str:
         lines += [opdef.description, ""]
     lines += ["Use 'guild run --help' for a list of options.", ""]
     lines += _flags_help(opdef.flagdefs, "Flags:")
+    steps = opdef.data.get("steps") if opdef.data else None
+    if steps and "main" not in opdef.data and "exec" not in opdef.data:
+        lines += ["", "Steps:"]
+        for i, step in enumerate(steps, 1):
+            spec = step.get("run") if isinstance(step, dict) else step
+            name = step.get("name") if isinstance(step, dict) else None
+            lines.append(f"  {i}. {printable(spec)}" + (f" (as {printable(name)})" if name else ""))
     requires = opdef.data.get("requires") if opdef.data else None
     if requires:
         from guild_core import deps as depslib

@@ -1,0 +1,493 @@
+"""Pipelines (``steps:`` operations) through the CLI, over guild.yml files
+written as Guild AI's docs write them."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from guild_core.run import Run
+
+STEP = """
+import argparse, sys
+p = argparse.ArgumentParser()
+p.add_argument("--msg", default="hello")
+p.add_argument("--touch")
+p.add_argument("--exit", type=int, default=0)
+a = p.parse_args()
+print(a.msg)
+if a.touch:
+    open(a.touch, "w").write(a.msg + "\\n")
+sys.exit(a.exit)
+"""
+
+GUILD_YML = """
+prepare:
+  main: step --touch data --msg prepared
+train:
+  main: step --touch model
+  flags:
+    msg: hi
+    lr:
+      default: 0.1
+      arg-skip: yes
+fail:
+  main: step --exit 2 --msg failing
+end-to-end:
+  flags:
+    lr: 0.2
+  steps:
+    - prepare
+    - train msg='lr ${lr}' lr=${lr}
+    - run: train
+      name: again
+      flags:
+        msg: again
+        lr: 0.3
+"""
+
+
+@pytest.fixture
+def steps_project(project):
+    project.write("step.py", STEP)
+    project.write("guild.yml", GUILD_YML)
+    return project
+
+
+def runs(cli) -> list[dict]:
+    return json.loads(cli("runs", "--json").output)
+
+
+def run_of(info: dict) -> Run:
+    return Run.for_dir(info["run_dir"])
+
+
+def no_runs(home) -> bool:
+    return not (home / "runs").exists() or not list((home / "runs").iterdir())
+
+
+def links(run: Run) -> dict[str, str]:
+    return {
+        p.name: os.readlink(p)
+        for p in sorted(run.path.iterdir())
+        if p.is_symlink()
+    }
+
+
+def add_ops(project, text: str) -> None:
+    project.write("guild.yml", GUILD_YML + text)
+
+
+def test_pipeline_runs_each_step_as_a_run_and_links_it(cli, guild_home, steps_project):
+    result = cli("run", "end-to-end", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert result.output.splitlines() == ["prepared", "lr 0.2", "again"]
+    assert "Running prepare: prepare\n" in result.stderr
+    assert "Running train: train lr=0.2 msg='lr 0.2'\n" in result.stderr
+    assert "Running again: train lr=0.3 msg=again\n" in result.stderr
+    listed = runs(cli)
+    assert [(r["operation"], r["status"]) for r in listed] == [
+        ("train", "completed"), ("train", "completed"), ("prepare", "completed"), ("end-to-end", "completed"),
+    ]
+    pipe = run_of(listed[3])
+    # Linked by step name, relative, as Guild AI links them.
+    assert links(pipe) == {
+        "prepare": f"../{listed[2]['id']}",
+        "train": f"../{listed[1]['id']}",
+        "again": f"../{listed[0]['id']}",
+    }
+    assert run_of(listed[1]).get("flags") == {"lr": 0.2, "msg": "lr 0.2"}
+    assert run_of(listed[0]).get("flags") == {"lr": 0.3, "msg": "again"}
+    assert (run_of(listed[1]).path / "model").read_text() == "lr 0.2\n"
+    # The pipeline run: its op, flags, label, raw steps and command.
+    assert pipe.opref.op == "end-to-end" and pipe.opref.type == "guildfile"
+    assert pipe.get("flags") == {"lr": 0.2}
+    assert pipe.get("label") == "lr=0.2"
+    assert pipe.get("steps")[0] == "prepare"
+    assert pipe.get("steps")[2]["name"] == "again"
+    assert pipe.get("cmd")[1:] == ["-um", "guild_core.steps"]
+    assert pipe.get("exit_status") == 0
+    assert not (pipe.path / "step.py").exists()  # no source code of its own
+    output = pipe.guild_path("output").read_text()
+    assert "Running train: train" in output and "lr 0.2" in output
+
+
+def test_quiet_pipeline_shows_step_output_only(cli, guild_home, steps_project):
+    result = cli("run", "end-to-end", "-q", "-y")
+    assert result.exit_code == 0
+    assert "Running" not in result.stderr
+    assert result.output.splitlines() == ["prepared", "lr 0.2", "again"]
+
+
+def test_guild_runs_lists_pipeline_and_steps_as_guild_ai(cli, guild_home, steps_project):
+    cli("run", "end-to-end", "lr=0.5", "-y")
+    rows = cli("runs").output.splitlines()
+    assert [row.split()[1] for row in rows] == ["train", "train", "prepare", "end-to-end"]
+    assert rows[3].split()[-1] == "lr=0.5"
+    assert rows[1].rstrip().endswith("lr=0.5 msg='lr 0.5'")
+
+
+def test_repeated_step_links_get_a_suffix(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+repeat:
+  steps:
+    - prepare
+    - prepare
+    - prepare
+""")
+    assert cli("run", "repeat", "-y").exit_code == 0
+    pipe = run_of(runs(cli)[-1])
+    assert sorted(links(pipe)) == ["prepare", "prepare_2", "prepare_3"]
+
+
+def test_a_failing_step_fails_and_stops_the_pipeline(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+broken:
+  steps:
+    - prepare
+    - fail
+    - train
+""")
+    result = cli("run", "broken", "-y")
+    assert result.exit_code == 2
+    listed = runs(cli)
+    assert [(r["operation"], r["status"]) for r in listed] == [
+        ("fail", "error"), ("prepare", "completed"), ("broken", "error"),
+    ]
+    pipe = run_of(listed[2])
+    assert pipe.get("exit_status") == 2
+    assert sorted(links(pipe)) == ["fail", "prepare"]
+
+
+def test_needed_skips_steps_with_a_matching_completed_run(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+resume:
+  steps:
+    - prepare --needed
+    - run: train
+      needed: yes
+    - fail
+""")
+    assert cli("run", "prepare", "-y").exit_code == 0
+    prepared = runs(cli)[0]["id"]
+    assert cli("run", "train", "msg=other", "-y").exit_code == 0  # other flags: no match
+    result = cli("run", "resume", "-y")
+    assert result.exit_code == 2
+    assert "Skipping because the following runs match this operation (--needed specified):" in result.stderr
+    listed = runs(cli)
+    assert [r["operation"] for r in listed] == ["fail", "train", "resume", "train", "prepare"]
+    pipe = run_of(listed[2])
+    assert links(pipe)["prepare"] == f"../{prepared}"
+    assert links(pipe)["train"] == f"../{listed[1]['id']}"
+    # A failed run does not match: `fail` runs again under --needed.
+    result = cli("run", "resume", "--needed", "-y")
+    assert result.exit_code == 2
+    assert [r["operation"] for r in runs(cli)][:2] == ["fail", "resume"]
+
+
+def test_pipeline_needed_option_reaches_every_step(cli, guild_home, steps_project):
+    assert cli("run", "end-to-end", "-y").exit_code == 0
+    assert len(runs(cli)) == 4
+    result = cli("run", "end-to-end", "--needed", "-y")
+    assert result.exit_code == 0, result.stderr
+    listed = runs(cli)
+    assert [r["operation"] for r in listed] == ["end-to-end", "train", "train", "prepare", "end-to-end"]
+    assert result.stderr.count("Skipping because") == 3
+    first, second = run_of(listed[4]), run_of(listed[0])
+    assert links(first) == links(second)
+
+
+def test_restart_reruns_the_steps(cli, guild_home, steps_project):
+    assert cli("run", "end-to-end", "-y").exit_code == 0
+    pipe_id = runs(cli)[-1]["id"]
+    result = cli("run", "--restart", pipe_id[:8], "lr=0.4", "-y")
+    assert result.exit_code == 0, result.stderr
+    listed = runs(cli)
+    assert len(listed) == 7
+    pipe = Run.for_dir(guild_home / "runs" / pipe_id)
+    assert sorted(links(pipe)) == ["again", "again_2", "prepare", "prepare_2", "train", "train_2"]
+    assert pipe.get("flags") == {"lr": 0.4}
+    assert Run.for_dir(pipe.path / "train_2").get("flags")["msg"] == "lr 0.4"
+    # --needed on restart resumes: every step has its completed run.
+    result = cli("run", "--restart", pipe_id, "lr=0.4", "--needed", "-y")
+    assert result.exit_code == 0
+    assert len(runs(cli)) == 7
+    assert sorted(links(pipe))[-1] == "train_3"
+
+
+def test_restart_of_a_failed_pipeline_with_needed_resumes_at_the_failed_step(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+flaky:
+  steps:
+    - prepare
+    - fail
+""")
+    assert cli("run", "flaky", "-y").exit_code == 2
+    pipe_id = runs(cli)[-1]["id"]
+    assert cli("run", "--restart", pipe_id, "--needed", "-y").exit_code == 2
+    # prepare was skipped; fail (an error, so no match) ran again.
+    assert [r["operation"] for r in runs(cli)] == ["fail", "flaky", "fail", "prepare"]
+    pipe = Run.for_dir(guild_home / "runs" / pipe_id)
+    assert sorted(links(pipe)) == ["fail", "fail_2", "prepare", "prepare_2"]
+    assert links(pipe)["prepare"] == links(pipe)["prepare_2"]
+
+
+def test_stage_then_start(cli, guild_home, steps_project):
+    result = cli("run", "end-to-end", "--stage", "-y")
+    assert result.exit_code == 0
+    assert result.output.startswith("end-to-end staged as ")
+    listed = runs(cli)
+    assert [(r["operation"], r["status"]) for r in listed] == [("end-to-end", "staged")]
+    result = cli("run", "--start", listed[0]["id"], "-y")
+    assert result.exit_code == 0, result.stderr
+    assert [(r["operation"], r["status"]) for r in runs(cli)][-1] == ("end-to-end", "completed")
+    assert len(runs(cli)) == 4
+
+
+def test_label_and_tags_reach_the_steps(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+pair:
+  steps:
+    - prepare
+    - run: train
+      label: own ${lr}
+      tags: [mine]
+  flags:
+    lr: 0.7
+""")
+    assert cli("run", "pair", "-l", "a label", "--tag", "blue", "-y").exit_code == 0
+    listed = runs(cli)
+    assert [(r["operation"], r["label"]) for r in listed] == [
+        ("train", "own 0.7"), ("prepare", "a label"), ("pair", "a label"),
+    ]
+    assert run_of(listed[1]).get("tags") == ["blue"]
+    assert run_of(listed[0]).get("tags") == ["mine"]
+
+
+def test_checks_pass_and_a_failed_check_stops_the_pipeline(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+test-ok:
+  steps:
+    - run: train msg='hello car'
+      expect:
+        - output: hello
+        - file: model
+          contains: car
+test-fail:
+  steps:
+    - run: train
+      checks:
+        - output: bye
+    - prepare
+test-no-file:
+  steps:
+    - run: prepare
+      expect:
+        - file: missing.txt
+""")
+    result = cli("run", "test-ok", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert "2 of 2 checks passed" in result.stderr
+    result = cli("run", "test-fail", "-y")
+    assert result.exit_code == 3
+    assert "check failed: could not find pattern 'bye' in run " in result.stderr
+    assert result.stderr.rstrip().endswith("guild: stopping because a check failed")
+    listed = runs(cli)
+    assert [(r["operation"], r["status"]) for r in listed[:2]] == [("train", "completed"), ("test-fail", "error")]
+    result = cli("run", "test-no-file", "-y")
+    assert result.exit_code == 3
+    assert "no files matching missing.txt in run " in result.stderr
+
+
+def test_file_check_compare_to(cli, guild_home, steps_project):
+    steps_project.write("expected.txt", "prepared\n")
+    add_ops(steps_project, """
+same:
+  steps:
+    - run: prepare
+      expect:
+        - file: data
+          compare-to: expected.txt
+differs:
+  steps:
+    - run: train msg=other
+      expect:
+        - file: model
+          compare-to: expected.txt
+""")
+    assert cli("run", "same", "-y").exit_code == 0
+    result = cli("run", "differs", "-y")
+    assert result.exit_code == 3
+    assert "unexpected file contents - see above for details" in result.stderr
+    assert "+other" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "steps, message",
+    [
+        ("- nosuch", "guild: step 1 of bad (nosuch): cannot find operation nosuch"),
+        ("- train nosuch=1", "guild: step 1 of bad (train): unsupported flag 'nosuch'"),
+        ("- run: train\n      flags:\n        lr: abc", "guild: step 1 of bad (train): "),
+        ("- [1, 2]", "guild: invalid step 1 of bad: expected an operation or a mapping with 'run', got [1, 2]"),
+        ("- {}", "guild: invalid step 1 of bad: 'run' must name an operation (got None)"),
+        ("- '   '", "guild: invalid step 1 of bad: 'run' must name an operation"),
+        ("- null", "guild: invalid step 1 of bad: expected an operation or a mapping"),
+        ("- train lr=${nope}", "guild: invalid step 1 of bad: flag 'lr': '${nope}' names no flag of the pipeline"),
+        ("- train --stage", "guild: invalid step 1 of bad: option --stage is not supported in a step"),
+        ("- train x", "guild: invalid step 1 of bad: invalid argument 'x'"),
+        ("- train msg='a", "guild: invalid step 1 of bad: no closing quotation"),
+        ("- run: train\n      expect:\n        - output: '('", "guild: invalid step 1 of bad: invalid regular expression '('"),
+        ("- run: train\n      expect: [size]", "guild: invalid step 1 of bad: a check must be a mapping with 'output' or 'file'"),
+        ("- run: train\n      max-trials: 3", "guild: invalid step 1 of bad: 'max-trials' is not supported"),
+        ("- train lr=[1,2]", "guild: step 1 of bad (train): flag lr=[1,2] would run a batch"),
+        ("- prepare\n    - bad", "guild: step 2 of bad (bad): bad runs itself"),
+    ],
+)
+def test_bad_steps_are_one_line_and_leave_no_run(cli, guild_home, steps_project, steps, message):
+    add_ops(steps_project, f"""
+bad:
+  steps:
+    {steps}
+""")
+    result = cli("run", "bad", "-y")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(message), result.stderr
+    assert no_runs(guild_home)
+
+
+def test_unknown_step_attribute_is_a_warning(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+odd:
+  steps:
+    - run: prepare
+      colour: red
+""")
+    result = cli("run", "odd", "-y")
+    assert result.exit_code == 0
+    assert "WARNING: step 1 of odd: unknown attribute 'colour' (ignored)" in result.stderr
+
+
+def test_pipeline_flags_are_checked(cli, guild_home, steps_project):
+    result = cli("run", "end-to-end", "nosuch=1", "-y")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("guild: unsupported flag 'nosuch'")
+    result = cli("run", "end-to-end", "lr=[1,2]", "-y")
+    assert result.exit_code == 1
+    assert "cannot run pipeline end-to-end as a batch" in result.stderr
+    assert no_runs(guild_home)
+
+
+def test_force_flags_pass_step_flags_through(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+one:
+  steps:
+    - train
+""")
+    result = cli("run", "one", "train:msg=through", "--force-flags", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert runs(cli)[0]["operation"] == "train"
+    assert run_of(runs(cli)[0]).get("flags")["msg"] == "through"
+
+
+def test_help_op_print_cmd_and_preview(cli, guild_home, steps_project):
+    result = cli("run", "end-to-end", "--help-op")
+    assert result.exit_code == 0
+    assert "Flags:\n  lr  (default is 0.2)" in result.output
+    assert "Steps:\n  1. prepare\n  2. train msg='lr ${lr}' lr=${lr}\n  3. train (as again)" in result.output
+    result = cli("run", "end-to-end", "--print-cmd")
+    assert result.exit_code == 0
+    assert result.output.split()[1:] == ["-um", "guild_core.steps"]
+    result = cli("run", "end-to-end", "lr=0.9", input="n\n")
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "You are about to run end-to-end\n  lr: 0.9\n  Steps:\n"
+        "    prepare: prepare\n    train: train lr=0.9 msg='lr 0.9'\n    again: train lr=0.3 msg=again\n"
+        "Continue? (Y/n) "
+    )
+    assert no_runs(guild_home)
+
+
+def test_a_step_may_be_a_pipeline(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+inner:
+  flags:
+    m: deep
+  steps:
+    - train msg=${m}
+outer:
+  steps:
+    - prepare
+    - inner m=nested
+""")
+    result = cli("run", "outer", "-y")
+    assert result.exit_code == 0, result.stderr
+    listed = runs(cli)
+    assert [r["operation"] for r in listed] == ["train", "inner", "prepare", "outer"]
+    assert run_of(listed[0]).get("flags")["msg"] == "nested"
+    assert sorted(links(run_of(listed[1]))) == ["train"]
+    assert sorted(links(run_of(listed[3]))) == ["inner", "prepare"]
+
+
+def test_step_dependencies_resolve_among_the_pipelines_runs(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+evaluate:
+  main: step --msg evaluated
+  requires:
+    - operation: prepare
+      select: data
+flow:
+  steps:
+    - prepare
+    - evaluate
+only-eval:
+  steps:
+    - evaluate
+shared-eval:
+  steps:
+    - run: evaluate
+      isolate-runs: no
+""")
+    assert cli("run", "flow", "-y").exit_code == 0
+    listed = runs(cli)
+    evaluated = run_of(listed[0])
+    assert os.path.realpath(evaluated.path / "data") == os.path.realpath(run_of(listed[1]).path / "data")
+    # Isolated (the default): the older prepare run is not the pipeline's.
+    result = cli("run", "only-eval", "-y")
+    assert result.exit_code == 1
+    assert "dependency was not met" in result.stderr
+    assert runs(cli)[0]["operation"] == "only-eval" and runs(cli)[0]["status"] == "error"
+    result = cli("run", "shared-eval", "-y")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_stop_terminates_the_pipeline(sh, guild_home, steps_project):
+    steps_project.write("sleepy.py", "import time\nprint('sleeping', flush=True)\ntime.sleep(30)\n")
+    add_ops(steps_project, """
+sleepy:
+  main: sleepy
+slow:
+  steps:
+    - prepare
+    - sleepy
+    - train
+""")
+    assert sh("run", "slow", "-b", "-y").exit_code == 0
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        rows = sh("runs").output
+        if "sleepy" in rows and "running" in rows.splitlines()[0]:
+            break
+        time.sleep(0.2)
+    assert sh("stop", "-y").exit_code == 0
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        listed = json.loads(sh("runs", "--json").output)
+        if all(r["status"] != "running" for r in listed):
+            break
+        time.sleep(0.2)
+    assert [(r["operation"], r["status"]) for r in listed] == [
+        ("sleepy", "terminated"), ("prepare", "completed"), ("slow", "terminated"),
+    ]
