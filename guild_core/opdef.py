@@ -639,6 +639,8 @@ class _Models:
                         _set(op, key, _copy(val), _line(defaults, key))
                 if isinstance(op.get("flags"), dict):
                     _set(op, "flags", self._section(op, "flags", search, op_src), _line(op, "flags"))
+                if isinstance(op.get("steps"), list):
+                    self._step_flag_includes(op["steps"], search, op_src)
                 if "requires" in op:
                     self._named_resources(op, model, resources, all_resources, op_src)
                 if "sourcecode" in data:
@@ -647,6 +649,19 @@ class _Models:
                 full = f"{model}:{name}" if model else str(name)
                 ops[full] = op
         return ops
+
+    def _step_flag_includes(self, steps: list, search, src: Path) -> None:
+        """A step's ``flags: {$include: REF}`` takes the flag values of
+        REF (``:op`` is an operation of the anonymous model): each
+        included flag's default, then the step's own values."""
+        for step in steps:
+            if not (isinstance(step, dict) and isinstance(step.get("flags"), dict) and "$include" in step["flags"]):
+                continue
+            resolved = self._section(step, "flags", search, src)
+            for name, val in list(resolved.items()):
+                if isinstance(val, dict):
+                    resolved[name] = val.get("default")
+            _set(step, "flags", resolved, _line(step, "flags"))
 
     def _named_resources(self, op, model, resources, all_resources, src) -> None:
         """`requires:` entries naming a resource (``data``,

@@ -364,3 +364,44 @@ def test_bad_model_as_a_user_runs_it(sh, guild_home, proj):
     gf = proj.write("guild.yml", "- model: m\n  extends: nope\n")
     one_error(sh("run", "m:op", "-y"), f"{gf}:2: ", "undefined model or config 'nope'")
     assert no_runs(guild_home)
+
+
+def test_step_flags_include_an_operations_flags(proj):
+    gf = proj.write("guild.yml", """
+op:
+  main: train
+  flags:
+    foo: 123
+    bar: 456
+    baz: {default: 789, description: Baz}
+steps:
+  steps:
+    - run: op
+      flags:
+        $include: ':op#bar,baz'
+        bar: 1
+""")
+    assert load_guildfile(gf)["steps"]["steps"][0]["flags"] == {"bar": 1, "baz": 789}
+
+
+def test_operation_defaults_are_inherited_and_yield_to_the_operation(proj):
+    gf = proj.write("guild.yml", """
+- config: base
+  operation-defaults:
+    flags-dest: args
+    sourcecode: no
+    flags:
+      f1: 1
+- model: m
+  extends: base
+  operations:
+    op1: train
+    op2:
+      main: train
+      sourcecode: ['*.py']
+      flags: {}
+""")
+    ops = load_guildfile(gf)
+    assert ops["m:op1"]["flags"] == {"f1": 1} and ops["m:op1"]["sourcecode"] is False
+    assert ops["m:op1"]["flags-dest"] == "args"
+    assert ops["m:op2"]["flags"] == {} and ops["m:op2"]["sourcecode"] == ["*.py"]
