@@ -46,6 +46,16 @@ PROJECT = {
         print("loss: %s" % (x * 0.5))
     """,
     "fail.py": "raise SystemExit(3)\n",
+    "cfg_train.py": """
+        import yaml
+        cfg = yaml.safe_load(open("params.yml"))
+        print("loss: %s" % (cfg["lr"] * cfg["model"]["layers"]))
+    """,
+    "params.yml": """
+        lr: 0.1
+        model:
+          layers: 3
+    """,
     "guild.yml": """
         train:
           description: Train
@@ -60,6 +70,10 @@ PROJECT = {
             opt:
               default: adam
               choices: [adam, sgd]
+        cfg:
+          main: cfg_train
+          flags-dest: config:params.yml
+          flags-import: all
         label-op:
           main: train
           label: opt=${opt} lr=${lr}
@@ -78,6 +92,7 @@ CASES = [
     ["run", "train", "-y"],
     ["run", "train", "lr=0.2", "opt=sgd", "-y"],
     ["run", "label-op", "-y"],
+    ["run", "cfg", "lr=0.5", "model.layers=4", "-y"],
     ["run", "train.py", "lr=[0.1,0.2]", "epochs=[1,2]", "-y"],
 ]
 
@@ -97,12 +112,12 @@ def _run(exe: list[str], args: list[str], home: Path, cwd: Path) -> subprocess.C
 
 
 def _describe(run: Run) -> dict:
-    files = sorted(
-        str(p.relative_to(run.path))
-        for p in run.path.rglob("*")
+    files = {
+        str(p.relative_to(run.path)): _content(p)
+        for p in sorted(run.path.rglob("*"))
         if ".guild" not in p.relative_to(run.path).parts and not p.is_dir()
         and p.name not in ("guild.yml",)  # Guild AI copies it only sometimes
-    )
+    }
     proto = run.batch_proto
     return {
         "operation": run.op_name,
@@ -114,6 +129,17 @@ def _describe(run: Run) -> dict:
         "files": files,
         "batch": bool(proto),
     }
+
+
+def _content(path: Path):
+    """A file as both tools should leave it: YAML compared as data (the
+    two may spell it differently), other files byte for byte."""
+    data = path.read_bytes()
+    if path.suffix in (".yml", ".yaml"):
+        import yaml
+
+        return yaml.safe_load(data)
+    return data
 
 
 def _summary(home: Path) -> list[dict]:
