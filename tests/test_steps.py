@@ -358,6 +358,20 @@ bad:
     assert no_runs(guild_home)
 
 
+def test_main_wins_over_steps_with_a_warning(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+both:
+  main: step --msg main
+  steps:
+    - prepare
+""")
+    result = cli("run", "both", "-y")
+    assert result.exit_code == 0
+    assert result.output == "main\n"
+    assert "WARNING: operation 'both' has both main and steps: steps ignored" in result.stderr
+    assert len(runs(cli)) == 1
+
+
 def test_unknown_step_attribute_is_a_warning(cli, guild_home, steps_project):
     add_ops(steps_project, """
 odd:

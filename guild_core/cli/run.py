@@ -105,6 +105,7 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
                 raise GuildError(f"cannot run pipeline {opdef.name} as a batch: give each flag one value")
             _run_pipeline(opdef, flag_vals, user_flags, run_params, batch_opts, print_cmd)
             return
+        _warn(f"operation '{opdef.name}' has both {'main' if 'main' in opdef.data else 'exec'} and steps: steps ignored")
     if _wants_batch(batch_opts) or _is_batch(flag_vals, user_flags, opdef.flagdefs):
         from guild_core.cli.batch import BatchArgs, run_batch
 
