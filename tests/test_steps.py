@@ -495,7 +495,8 @@ slow:
         if "sleepy" in rows and "running" in rows.splitlines()[0]:
             break
         time.sleep(0.2)
-    assert sh("stop", "-y").exit_code == 0
+    pipe_id = [r["id"] for r in json.loads(sh("runs", "--json").output) if r["operation"] == "slow"][0]
+    assert sh("stop", pipe_id, "-y").exit_code == 0
     deadline = time.time() + 20
     while time.time() < deadline:
         listed = json.loads(sh("runs", "--json").output)
@@ -505,3 +506,29 @@ slow:
     assert [(r["operation"], r["status"]) for r in listed] == [
         ("sleepy", "terminated"), ("prepare", "completed"), ("slow", "terminated"),
     ]
+
+
+def test_ctrl_c_terminates_the_pipeline(guild_home, steps_project):
+    import signal
+    import subprocess
+    import sys
+
+    steps_project.write("sleepy.py", "import time\nprint('sleeping', flush=True)\ntime.sleep(30)\n")
+    add_ops(steps_project, """
+sleepy:
+  main: sleepy
+slow:
+  steps:
+    - sleepy
+    - train
+""")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guild_core.cli.main", "run", "slow", "-y"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    assert proc.stdout.readline() == b"sleeping\n"
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the group
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    listed = [Run.for_dir(p) for p in sorted((guild_home / "runs").iterdir())]
+    assert sorted((r.op_name, r.status) for r in listed) == [("sleepy", "terminated"), ("slow", "terminated")]
