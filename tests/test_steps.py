@@ -130,6 +130,45 @@ def test_guild_runs_lists_pipeline_and_steps_as_guild_ai(cli, guild_home, steps_
     assert rows[1].rstrip().endswith("lr=0.5 msg='lr 0.5'")
 
 
+def test_step_flag_forms_and_a_null_pipeline_flag(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+forms:
+  flags:
+    m: null
+    rate: 0.5
+  steps:
+    - train msg=${m}
+    - run: train
+      flags:
+        - msg=listed
+        - lr=${rate}
+    - run: train msg=ignored
+      flags:
+        msg:
+          default: mapped
+""")
+    result = cli("run", "forms", "-y")
+    assert result.exit_code == 0, result.stderr
+    flags = [run_of(r).get("flags") for r in runs(cli)[:3]]
+    assert flags == [
+        {"lr": 0.1, "msg": "mapped"}, {"lr": 0.5, "msg": "listed"}, {"lr": 0.1, "msg": "hi"},
+    ]
+
+
+def test_pidfile_starts_the_pipeline_in_the_background(sh, guild_home, steps_project, tmp_path):
+    pidfile = tmp_path / "pid"
+    result = sh("run", "end-to-end", "--pidfile", str(pidfile), "-y")
+    assert result.exit_code == 0, result.stderr
+    assert pidfile.read_text().strip().isdigit()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        listed = json.loads(sh("runs", "--json").output)
+        if len(listed) == 4 and all(r["status"] == "completed" for r in listed):
+            break
+        time.sleep(0.2)
+    assert [r["operation"] for r in listed] == ["train", "train", "prepare", "end-to-end"]
+
+
 def test_repeated_step_links_get_a_suffix(cli, guild_home, steps_project):
     add_ops(steps_project, """
 repeat:

@@ -103,7 +103,7 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         if stepslib.is_pipeline(opdef):
             if _wants_batch(batch_opts) or _is_batch(flag_vals, user_flags, opdef.flagdefs):
                 raise GuildError(f"cannot run pipeline {opdef.name} as a batch: give each flag one value")
-            _run_pipeline(opdef, flag_vals, user_flags, run_params, batch_opts, print_cmd)
+            _run_pipeline(opdef, flag_vals, user_flags, run_params, batch_opts, print_cmd, pidfile)
             return
         _warn(f"operation '{opdef.name}' has both {'main' if 'main' in opdef.data else 'exec'} and steps: steps ignored")
     if _wants_batch(batch_opts) or _is_batch(flag_vals, user_flags, opdef.flagdefs):
@@ -137,7 +137,7 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
     _start(new_run, opdef.name, background, pidfile, quiet)
 
 
-def _run_pipeline(opdef, flag_vals, user_flags, run_params, batch_opts, print_cmd):
+def _run_pipeline(opdef, flag_vals, user_flags, run_params, batch_opts, print_cmd, pidfile=None):
     """A ``steps:`` operation: every step checked, then one run that
     runs them (`guild_core.steps`)."""
     from guild_core import steps as stepslib
@@ -163,7 +163,7 @@ def _run_pipeline(opdef, flag_vals, user_flags, run_params, batch_opts, print_cm
             click.echo(f"{opdef.name} staged as {new_run.id}")
             click.echo(f"To start the operation, use 'guild run --start {new_run.id}'")
         return
-    _start(new_run, opdef.name, run_params["background"], None, run_params["quiet"])
+    _start(new_run, opdef.name, run_params["background"], pidfile, run_params["quiet"])
 
 
 def _pipeline_preview(header, flag_vals, planned) -> str:
@@ -227,6 +227,11 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
     op = run.get("op")
     if not op:
         raise GuildError(f"cannot restart run {run.id}: it has no operation definition")
+    # A Guild AI 0.9 run starts through Guild AI's own module: guild
+    # starts it as it starts its own runs.
+    adopted = runner.guild_ai_op(op, lambda dest: flags_launcher(plugin_manager(), dest))
+    if adopted is not None:
+        op = adopted
     prev = run.get("flags") or {}
     cmd_flags = (op.get("op-cmd") or {}).get("cmd-flags") or {}
     flagdefs = {
@@ -258,6 +263,9 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
         from guild_core import deps as depslib
 
         depslib.reinstall(run, resolved)
+    if adopted is not None:
+        run.write_attr("op", adopted)
+        run.write_attr("cmd", runner.command(adopted, flag_vals))
     if assigns or label is not None:
         user_flags = {**(run.get("user_flags") or {}), **new_user_flags}
         runner.update_flags(run, flag_vals, user_flags, label)
