@@ -456,6 +456,33 @@ def test_sourcecode_lines(
     return lines
 
 
+def is_pipeline(opdef: Any) -> bool:
+    """A ``steps:`` operation copies no source code (Guild AI's rule);
+    one with a ``main`` or ``exec`` too runs that, not its steps."""
+    data = getattr(opdef, "data", None) or {}
+    return bool(data.get("steps")) and not (data.get("main") or data.get("exec"))
+
+
+def files_for(opdef: Any, warn=None) -> list[str]:
+    """The files a run of `opdef` copies."""
+    if is_pipeline(opdef):
+        return []
+    return select_files(
+        opdef.project_dir, opdef.sourcecode, warn, python=is_python_op(opdef),
+        ignore=required_files((opdef.data or {}).get("requires")),
+    )
+
+
+def test_sourcecode_for(opdef: Any, cwd: Path | None = None) -> list[str]:
+    """``guild run OP --test-sourcecode`` for a resolved operation."""
+    if is_pipeline(opdef):
+        return ["Copying from the current directory", "Rules:", "Source code copy disabled"]
+    return test_sourcecode_lines(
+        opdef.project_dir, opdef.sourcecode, is_python_op(opdef), cwd,
+        required_files((opdef.data or {}).get("requires")),
+    )
+
+
 def _join(rel_dir: str, name: str) -> str:
     return f"{rel_dir}/{name}" if rel_dir else name
 

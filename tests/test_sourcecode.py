@@ -44,10 +44,7 @@ def tree(project):
 
 def lines(project, op: str) -> list[str]:
     opdef = resolve(op, project.path, lambda p: None)
-    return sourcecode.test_sourcecode_lines(
-        opdef.project_dir, opdef.sourcecode, sourcecode.is_python_op(opdef), project.path,
-        sourcecode.required_files(opdef.data.get("requires")),
-    )
+    return sourcecode.test_sourcecode_for(opdef, project.path)
 
 
 def manifest(home: Path) -> list[str]:
@@ -311,3 +308,8 @@ def test_in_a_git_repository_git_decides(tree):
         "  .guildignore",
         "  d.csv",
     ]
+
+
+def test_a_pipeline_copies_no_source_code(tree):
+    tree.write("guild.yml", "train:\n  main: train\npipe:\n  steps: [train]\n")
+    assert lines(tree, "pipe") == ["Copying from the current directory", "Rules:", "Source code copy disabled"]
