@@ -374,7 +374,7 @@ def _top_items(path: Path, data: list, including: list[Path]) -> list[_Map]:
                     "beside this guild.yml or a Python package with a guild.yml)"
                 )
             if inc in including:
-                chain = " -> ".join(str(p) for p in including + [inc])
+                chain = " -> ".join(_shown(p) for p in including + [inc])
                 raise OpDefError(f"{where}: cycle in 'include' ({chain})")
             inc_data = _read_guildfile(inc)
             if inc_data is None:
@@ -383,6 +383,11 @@ def _top_items(path: Path, data: list, including: list[Path]) -> list[_Map]:
                 raise OpDefError(f"{inc}:1: an included guild file must be a list of items")
             items.extend(_top_items(inc, inc_data, including + [inc]))
     return items
+
+
+def _shown(path: Path) -> str:
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
 
 
 def _find_include(base: Path, ref: str) -> Path | None:
