@@ -571,3 +571,34 @@ slow:
     assert proc.returncode == 130
     listed = [Run.for_dir(p) for p in sorted((guild_home / "runs").iterdir())]
     assert sorted((r.op_name, r.status) for r in listed) == [("sleepy", "terminated"), ("slow", "terminated")]
+
+
+def test_link_names_replace_spaces_colons_and_slashes(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+named:
+  steps:
+    - run: prepare
+      name: first step/a:b
+""")
+    assert cli("run", "named", "-y").exit_code == 0
+    assert sorted(links(run_of(runs(cli)[-1]))) == ["first-step-a-b"]
+
+
+def test_restart_checks_steps_against_guild_yml_first(cli, guild_home, steps_project):
+    add_ops(steps_project, """
+later:
+  steps:
+    - prepare
+""")
+    assert cli("run", "later", "-y").exit_code == 0
+    pipe_id = runs(cli)[-1]["id"]
+    steps_project.write("guild.yml", GUILD_YML.replace("prepare:\n  main: step --touch data --msg prepared\n", "") + """
+later:
+  steps:
+    - prepare
+""")
+    result = cli("run", "--restart", pipe_id, "-y")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("guild: step 1 of later (prepare): cannot find operation prepare")
+    assert len(runs(cli)) == 2
+    assert Run.for_dir(guild_home / "runs" / pipe_id).status == "completed"
