@@ -362,7 +362,10 @@ def select(project_dir: Path, spec: SourceSpec, python: bool = True, ignore=()) 
         return sel
     dir_rules = [r for r in rules if r.type == "dir"]
     file_rules = [r for r in rules if r.type != "dir"]
+    # Guild AI warns of what the default limits leave out only when the
+    # default rule is the only file rule.
     default_include = rules[2] if spec.enabled and rules[2].max_matches else None
+    warn_limits = default_include is not None and len([r for r in rules if r.type != "dir"]) == 1
     homes = _guild_homes()
     seen_dirs: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -403,6 +406,8 @@ def select(project_dir: Path, spec: SourceSpec, python: bool = True, ignore=()) 
                 sel.selected.append(rel)
                 continue
             sel.skipped.append(rel)
+            if not warn_limits:
+                continue
             if decision is None and failed_default == "max matches":
                 sel.too_many = True
             elif decision is None and failed_default == "size":

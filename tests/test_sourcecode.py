@@ -189,14 +189,27 @@ def test_digest_no_writes_no_digest(cli, guild_home, tree):
 
 def test_the_file_limit_counts_like_guild_ai(cli, guild_home, project):
     # The default rule counts every text file it matches, even one a
-    # later rule excludes.
+    # later rule excludes; with rules of its own guild.yml hears no
+    # warning (as in Guild AI).
     for i in range(105):
         project.write(f"f{i:03}.txt", "x\n")
     project.write("guild.yml", "op:\n  exec: 'true'\n  sourcecode: [{exclude: 'f00*.txt'}]\n")
     result = cli("run", "op", "-y")
     assert result.exit_code == 0
-    assert "found more than 100 source code files" in result.stderr
+    assert "source code files" not in result.stderr
     assert len(manifest(guild_home)) == 100 - 10
+
+
+def test_the_default_limits_warn(cli, guild_home, project):
+    for i in range(105):
+        project.write(f"f{i:03}.txt", "x\n")
+    project.write("big.txt", "x" * (1024 * 1024 + 1))
+    project.write("guild.yml", "op:\n  exec: 'true'\n")
+    result = cli("run", "op", "-y")
+    assert result.exit_code == 0
+    assert result.stderr.count("found more than 100 source code files") == 1
+    assert "skipping potential source code file big.txt" in result.stderr
+    assert len(manifest(guild_home)) == 100
 
 
 def test_a_guild_home_inside_the_project_is_not_copied(cli, guild_home, project, monkeypatch):
