@@ -293,6 +293,7 @@ INHERITABLE = (
     "description", "extra", "flags", "operation-defaults", "operations",
     "params", "references", "resources", "sourcecode",
 )
+MAX_EXTENDS_DEPTH = 100
 _INCLUDE_REF_P1 = re.compile(r"([^:#]*):([^#]+)(?:#(.+))?")
 _INCLUDE_REF_P2 = re.compile(r"([^:#]+)(?:#(.+))?")
 _PARAM_P = re.compile(r"({{.*?}})")
@@ -476,6 +477,7 @@ class _Models:
             if kind in ("model", "config"):
                 self.named.setdefault(name, item)
         self._pkg_cache: dict[str, list[_Map]] = {}
+        self._memo: dict[int, tuple[_Map, list]] = {}
 
     # -- extends --------------------------------------------------------
 
@@ -515,6 +517,23 @@ class _Models:
         return self._pkg_cache[pkg]
 
     def _extended(self, item: _Map, seen: list[str], search: list[list[_Map]], params: bool = True) -> _Map:
+        """`item` with its parents applied (and, for a model, its params).
+
+        A parent's expansion is computed once (parents are only read
+        when applied), so shared ancestors cost no more than a chain."""
+        if not params:
+            memo = self._memo.get(id(item))
+            if memo is not None:
+                for items in memo[1]:
+                    if items not in search:
+                        search.append(items)
+                return memo[0]
+        if len(seen) > MAX_EXTENDS_DEPTH:
+            raise OpDefError(
+                f"{_item_path(item, self.path)}:{_line(item, 'extends')}: extends nests too deeply "
+                f"(more than {MAX_EXTENDS_DEPTH} levels)"
+            )
+        searched = len(search)
         data = _copy(item)
         for name in _str_list(_item_path(item, self.path), item, "extends"):
             parent = self._parent(name, item, seen, search)
@@ -531,7 +550,8 @@ class _Models:
                     else:
                         _merge(parent[key], data[key])
         if params:
-            data = _resolve_params(data, _params(data))
+            return _resolve_params(data, _params(data))
+        self._memo[id(item)] = (data, search[searched:])
         return data
 
     # -- $include ---------------------------------------------------------

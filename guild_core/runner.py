@@ -160,6 +160,41 @@ def command(op: dict[str, Any], flags: dict[str, Any]) -> list[str]:
     return out
 
 
+GUILD_AI_OP_MAIN = "guild.op_main"
+
+
+def guild_ai_op(op: dict[str, Any], launcher_for: Callable[[str], str | None]) -> dict[str, Any] | None:
+    """The ``op`` of a run Guild AI 0.9 made, rewritten to start as guild
+    starts its own, or None when `op` needs no change.
+
+    Guild AI runs a Python ``main`` through its own module
+    (``${python_exe} -um guild.op_main MODULE ARGS __flag_args__``),
+    which is not installed beside guild. guild runs the module itself
+    (``-um MODULE``), or through the launcher of the run's flags-dest.
+    The result is a plain command template, so Guild AI can still
+    restart the run."""
+    op_cmd = op.get("op-cmd") or {}
+    args = list(op_cmd.get("cmd-args") or [])
+    if GUILD_AI_OP_MAIN not in args:
+        return None
+    i = args.index(GUILD_AI_OP_MAIN)
+    if i < 1 or args[i - 1] != "-um" or i + 1 >= len(args):
+        return None
+    head, module, rest = args[: i - 1], args[i + 1], args[i + 2 :]
+    if "--" in rest and rest.index("--") + 1 < len(rest) and rest[rest.index("--") + 1] == FLAG_ARGS:
+        # op_main's separator between the module's own arguments and
+        # the flags; the module itself would take it as an argument.
+        rest.remove("--")
+    dest = op.get("flags-dest") or "args"
+    launcher = launcher_for(dest) if dest != "args" else None
+    if launcher:
+        new_args = [*head, "-um", launcher, module.replace(".", "/") + ".py", *rest]
+    else:
+        new_args = [*head, "-um", module, *rest]
+    env = {k: v for k, v in (op_cmd.get("cmd-env") or {}).items() if k != "GUILD_PLUGINS"}
+    return {**op, "op-cmd": {**op_cmd, "cmd-args": new_args, "cmd-env": env}}
+
+
 def flag_args(flags: dict[str, Any], cmd_flags: dict[str, Any]) -> list[str]:
     args: list[str] = []
     for name in sorted(flags):

@@ -168,3 +168,40 @@ def test_same_runs_as_guild_ai(tmp_path, args):
             if g[key] != w[key]:
                 diffs.append(f"{w['operation']} {key}: ours {g[key]!r} != Guild AI {w[key]!r}")
     assert not diffs, "\n".join(diffs)
+
+
+RESTARTS = [
+    (["run", "train.py", "lr=0.3", "-y"], "lr=0.4"),
+    (["run", "train", "-y"], "lr=0.05"),
+    (["run", "globals_train.py", "x=2", "-y"], "x=5"),
+]
+
+
+@pytest.mark.parametrize("first, flag", RESTARTS, ids=[r[0][1] for r in RESTARTS])
+@pytest.mark.parametrize("maker", ["guild-ai", "guild"])
+def test_runs_restart_across_tools(tmp_path, first, flag, maker):
+    """A run made by one tool restarts under the other with a new flag
+    value and completes. guild rewrites a Guild AI run's command, which
+    goes through Guild AI's own guild.op_main, to start it as it starts
+    its own; Guild AI rebuilds a guild run's command from its script or
+    guild.yml operation, as it does for its own runs."""
+    project = tmp_path / "project"
+    _write_project(project)
+    home = tmp_path / "home"
+    ours = [sys.executable, "-m", "guild_core.cli.main"]
+    make, restart = ([GUILD_AI], ours) if maker == "guild-ai" else (ours, [GUILD_AI])
+    assert _run(make, first, home, project).returncode == 0
+    [run] = runs_in(home / "runs")
+    before = _describe(run)
+    result = _run(restart, ["run", "--restart", run.id, flag, "-y"], home, project)
+    assert "Traceback" not in result.stderr, result.stderr
+    after = Run.for_dir(run.path)
+    name, _, val = flag.partition("=")
+    assert result.returncode == 0, result.stderr
+    assert after.status == "completed"
+    assert str(after.get("flags")[name]) == val
+    assert after.last_scalars() != {} and before["files"].keys() == _describe(after)["files"].keys()
+    # Both tools still read it.
+    for exe in (ours, [GUILD_AI]):
+        listed = _run(exe, ["runs", "info", run.id], home, project)
+        assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr

@@ -106,3 +106,20 @@ def test_sourcecode_digest_matches_guildai(guildai_home, tmp_path):
     digest = sourcecode.copy_files(project, spec, files, dest)
     assert digest == run.get("sourcecode_digest")
     assert (dest / ".guild" / "manifest").read_text() == run.guild_path("manifest").read_text()
+
+
+@pytest.mark.parametrize("run_id, flag", [("6053c190", "x=0.7"), ("abebd186", "lr=0.25"), ("e68f53c9", "x=0.35")])
+def test_guild_ai_runs_restart_here(cli, guildai_home, run_id, flag):
+    """A run Guild AI 0.9 made (its command goes through Guild AI's own
+    guild.op_main) restarts here with a new flag value and completes."""
+    from guild_core.run import Run
+
+    [path] = (guildai_home / "runs").glob(run_id + "*")
+    result = cli("run", "--restart", run_id, flag, "-y")
+    assert result.exit_code == 0, result.stderr
+    run = Run.for_dir(path)
+    assert run.status == "completed"
+    name, _, val = flag.partition("=")
+    assert run.get("flags")[name] == float(val)
+    assert "guild.op_main" not in run.get("cmd")
+    assert f"{name}: {val}" in (path / ".guild" / "output").read_text() or run.get("exit_status") == 0

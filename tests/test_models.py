@@ -405,3 +405,19 @@ def test_operation_defaults_are_inherited_and_yield_to_the_operation(proj):
     assert ops["m:op1"]["flags"] == {"f1": 1} and ops["m:op1"]["sourcecode"] is False
     assert ops["m:op1"]["flags-dest"] == "args"
     assert ops["m:op2"]["flags"] == {} and ops["m:op2"]["sourcecode"] == ["*.py"]
+
+
+def test_deep_and_wide_inheritance_is_bounded(cli, guild_home, proj):
+    # 30 levels, each extending both configs of the level below: without
+    # memoizing parents this is 2**30 expansions.
+    items = ["- config: c0a\n  operations:\n    op: {main: train}\n- config: c0b\n  params: {x: 1}\n"]
+    for i in range(1, 30):
+        items.append(f"- config: c{i}a\n  extends: [c{i-1}a, c{i-1}b]\n- config: c{i}b\n  extends: [c{i-1}b, c{i-1}a]\n")
+    items.append("- model: m\n  extends: [c29a, c29b]\n")
+    proj.write("guild.yml", "".join(items))
+    assert operations(cli) == ["m:op"]
+    chain = ["- config: c0\n  operations:\n    op: {main: train}\n"]
+    chain += [f"- config: c{i}\n  extends: c{i-1}\n" for i in range(1, 150)]
+    chain.append("- model: m\n  extends: c149\n")
+    gf = proj.write("guild.yml", "".join(chain))
+    one_error(cli("operations"), f"{gf}:", "extends nests too deeply (more than 100 levels)")

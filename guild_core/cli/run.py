@@ -227,6 +227,11 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
     op = run.get("op")
     if not op:
         raise GuildError(f"cannot restart run {run.id}: it has no operation definition")
+    # A Guild AI 0.9 run starts through Guild AI's own module: guild
+    # starts it as it starts its own runs.
+    adopted = runner.guild_ai_op(op, lambda dest: flags_launcher(plugin_manager(), dest))
+    if adopted is not None:
+        op = adopted
     prev = run.get("flags") or {}
     cmd_flags = (op.get("op-cmd") or {}).get("cmd-flags") or {}
     flagdefs = {
@@ -258,6 +263,9 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
         from guild_core import deps as depslib
 
         depslib.reinstall(run, resolved)
+    if adopted is not None:
+        run.write_attr("op", adopted)
+        run.write_attr("cmd", runner.command(adopted, flag_vals))
     if assigns or label is not None:
         user_flags = {**(run.get("user_flags") or {}), **new_user_flags}
         runner.update_flags(run, flag_vals, user_flags, label)
