@@ -577,6 +577,8 @@ class _Models:
                 if ref in seen_refs:
                     continue
                 seen_refs.add(ref)
+                if len(seen_refs) > MAX_EXTENDS_DEPTH:
+                    raise OpDefError(f"{src}:{line}: $include nests too deeply (more than {MAX_EXTENDS_DEPTH} includes)")
                 included = self._include_target(ref, section, search, f"{src}:{line}")
                 self._apply_section(included, section, search, src, resolved, seen_refs)
         for name, val in data.items():
