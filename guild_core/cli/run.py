@@ -337,8 +337,17 @@ def _dependencies(requires, assigns: dict, flagdefs: dict):
     deps = depslib.dependencies(requires, kinds)
     values = {}
     for dep in deps:
-        if dep.name in assigns and dep.name not in flagdefs:
-            values[dep.name] = assigns.pop(dep.name)
+        # NAME=VALUE, or Guild AI's spellings (operation:train=RUN,
+        # file:data.csv=PATH); a flag of the operation keeps its name.
+        for name in dep.names:
+            fd = flagdefs.get(name)
+            if fd is not None and getattr(fd, "arg_skip", False) and name == dep.flag:
+                # A restart's flags hold the run id recorded before:
+                # the dependency is resolved again, not passed on.
+                del flagdefs[name]
+                fd = None
+            if name in assigns and fd is None and dep.name not in values:
+                values[dep.name] = assigns.pop(name)
     return deps, values
 
 

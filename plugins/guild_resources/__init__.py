@@ -107,10 +107,6 @@ def _path_files(path: Path, rel: str, dep, ctx, deps):
     return _archive_files(path, kind, unpack_dir, dep, deps, ctx)
 
 
-def _truthy(val):
-    return bool(val) and val not in ("no", "false")
-
-
 def _no(val):
     return val is False or (isinstance(val, str) and val.lower() in ("no", "false"))
 
