@@ -198,8 +198,8 @@ def _parse_step(data, index, pipeline, parent_flags, model, label, tags, warn) -
         needed=_flag(data, "needed", False, where),
         force_flags=_flag(data, "force-flags", False, where),
         isolate_runs=_flag(data, "isolate-runs", True, where),
-        label=_resolve_refs(str(step_label), parent_flags, f"{where}: label") if step_label is not None else None,
-        tags=[_resolve_refs(t, parent_flags, f"{where}: tag") or "" for t in step_tags],
+        label=_resolve_refs(str(step_label), parent_flags, f"{where}: label", strict=False) if step_label is not None else None,
+        tags=[_resolve_refs(t, parent_flags, f"{where}: tag", strict=False) or "" for t in step_tags],
         checks=_parse_checks(data, where),
         run_spec=spec,
     )
@@ -263,20 +263,28 @@ def _mapping_flags(data: Any, where: str) -> dict[str, str]:
     return out
 
 
-def _resolve_refs(val: str, flags: dict[str, Any], what: str) -> str | None:
+def _resolve_refs(val: str, flags: dict[str, Any], what: str, strict: bool = True) -> str | None:
     """``${name}`` replaced by the pipeline flag's value; a value that is
     only a reference to a flag with no value is None (the step uses its
-    own default)."""
+    own default). Not `strict` (labels), other references are left for
+    the step's own label template (``${default_label}``)."""
     refs = _REF_P.findall(val)
     if not refs:
         return val
     for ref in refs:
-        if ref not in flags:
+        if ref not in flags and strict:
             raise GuildError(f"invalid {what}: '${{{ref}}}' names no flag of the pipeline")
     whole = _REF_P.fullmatch(val)
-    if whole and flags[whole.group(1)] is None:
+    if whole and whole.group(1) in flags and flags[whole.group(1)] is None:
         return None
-    return _REF_P.sub(lambda m: "" if flags[m.group(1)] is None else flagslib.encode_value(flags[m.group(1)]), val)
+
+    def repl(m):
+        if m.group(1) not in flags:
+            return m.group(0)
+        val = flags[m.group(1)]
+        return "" if val is None else flagslib.encode_value(val)
+
+    return _REF_P.sub(repl, val)
 
 
 def _flag(data: dict, key: str, default: bool, where: str) -> bool:

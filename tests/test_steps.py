@@ -304,6 +304,9 @@ pair:
     ]
     assert run_of(listed[1]).get("tags") == ["blue"]
     assert run_of(listed[0]).get("tags") == ["mine"]
+    # A label template's other names are the step's own.
+    assert cli("run", "pair", "-l", "${lr} ${default_label}", "-y").exit_code == 0
+    assert [r["label"] for r in runs(cli)[:3]] == ["own 0.7", "0.7", "0.7 lr=0.7"]
 
 
 def test_checks_pass_and_a_failed_check_stops_the_pipeline(cli, guild_home, steps_project):
