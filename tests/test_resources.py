@@ -529,6 +529,18 @@ def test_operation_placement_flag_label_and_compare(cli, guild_home, proj):
         assert (run.path / "ckpts" / "ckpt-5.ckpt").read_text() == "ckpt 5 x=2"
 
 
+def test_flag_name_names_the_flag(cli, guild_home, proj):
+    proj.write("guild.yml", OP_YML.replace("      rename: model ckpt\n", "      rename: model ckpt\n      flag-name: weights\n"))
+    assert cli("run", "train", "-y").exit_code == 0
+    first = newest(guild_home, "train")
+    assert cli("run", "train", "-y").exit_code == 0
+    out = cli("run", "use", f"weights={first.short_id}", "-y")
+    assert out.exit_code == 0, out.stderr
+    run = newest(guild_home, "use")
+    assert run.get("flags") == {"weights": first.id, "y": 1}
+    assert run.get("label") == f"weights={first.id} y=1"
+
+
 def test_operation_without_select_gets_what_the_run_made(cli, guild_home, proj):
     proj.write("guild.yml", OP_YML.replace("      select: models/model-.*\\.ckpt\n      target-path: ckpts\n      rename: model ckpt\n", "      name: model\n"))
     assert cli("run", "train", "-y").exit_code == 0
