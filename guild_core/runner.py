@@ -370,10 +370,7 @@ def assemble(
     directory the attributes refer to). Returns the run at `path`."""
     tmp_run = Run(run.id, path)
     tmp_run.guild_path("attrs").mkdir(parents=True)
-    files = sourcecodelib.select_files(
-        opdef.project_dir, opdef.sourcecode, warn, python=sourcecodelib.is_python_op(opdef),
-        ignore=sourcecodelib.required_files((opdef.data or {}).get("requires")),
-    )
+    files = sourcecodelib.files_for(opdef, warn)
     script_in_run = bool(
         opdef.script
         and opdef.sourcecode.dest in (".", "")
