@@ -164,3 +164,8 @@ def test_arg_skip_keeps_a_flag_off_the_command_line(cli, project):
     result = cli("run", "train", "-y")
     assert result.exit_code == 0, result.stderr
     assert "argv=['--x', '1']" in result.output and "env=7" in result.output
+
+
+def test_null_label_in_help(cli, proj):
+    out = cli("run", "train", "--help-op").output
+    assert "note" in out and "(default is (none))" in out

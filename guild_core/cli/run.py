@@ -436,6 +436,8 @@ def _flags_help(flagdefs, title: str) -> list[str]:
             notes.append("required")
         elif fd.default is not None:
             notes.append(f"default is {flagslib.encode_value(fd.default)}")
+        elif fd.null_label:
+            notes.append(f"default is {fd.null_label}")
         desc = f"{desc} ({', '.join(notes)})".strip() if notes else desc
         rows.append((name, desc))
         if fd.choices:
