@@ -191,9 +191,12 @@ def dependencies(requires: Any, kinds: set[str] | None = None) -> list[Dependenc
             deps.extend(_resource_deps(spec, kinds))
             continue
         deps.append(_dependency(spec, kinds))
-    names = [n for d in deps for n in dict.fromkeys([d.name, d.flag or d.name])]
-    for name in names:
-        if names.count(name) > 1:
+    # Within a resource, and among dependencies of their own, a name is
+    # one dependency's (sources of two resources may share one, as in
+    # Guild AI: a value given for it reaches both).
+    names = [(d.group if d.group != d.name else "", n) for d in deps for n in dict.fromkeys([d.name, d.flag or d.name])]
+    for group, name in names:
+        if names.count((group, name)) > 1:
             raise GuildError(f"two dependencies are named '{name}': give one a 'name:'")
     return deps
 

@@ -323,6 +323,28 @@ def test_resource_with_sources_list(cli, guild_home, proj):
     }
 
 
+def test_post_process_runs_once_and_default_unpack(cli, guild_home, proj):
+    write_zip(proj.path / "raw.zip", {"raw.txt": "r"})
+    use(
+        proj,
+        "    - file: raw.zip\n"
+        "      post-process: echo ran >> post.log\n"
+        "    - name: packed\n"
+        "      default-unpack: no\n"
+        "      sources:\n"
+        "        - file: raw.zip\n"
+        "          target-path: packed\n",
+    )
+    assert cli("run", "use", "-y").exit_code == 0
+    out = cli("run", "use", "-y")
+    assert out.exit_code == 0, out.stderr
+    run = newest(guild_home, "use")
+    assert (run.path / "raw.txt").read_text() == "r"
+    assert zipfile.is_zipfile(run.path / "packed" / "raw.zip")
+    logs = list((guild_home / "cache" / "resources").glob("*/post.log"))
+    assert len(logs) == 1 and logs[0].read_text() == "ran\n"
+
+
 def test_bad_resource_specs_are_errors(cli, guild_home, proj):
     use(proj, "    - file: data.csv\n      colour: red\n")
     fails(cli, guild_home, "unsupported attribute 'colour' in dependency 'file: data.csv'")
