@@ -551,6 +551,23 @@ def test_operation_placement_flag_label_and_compare(cli, guild_home, proj):
         assert (run.path / "ckpts" / "ckpt-5.ckpt").read_text() == "ckpt 5 x=2"
 
 
+def test_operation_takes_the_latest_completed_running_or_terminated_run(cli, guild_home, proj):
+    proj.write("stop.py", "import os, signal\nopen('model.txt', 'w').write('stopped')\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    proj.write("fail.py", "open('model.txt', 'w').write('failed')\nraise SystemExit(3)\n")
+    proj.write("guild.yml", "train:\n  main: train\nstop:\n  main: stop\nfail:\n  main: fail\n"
+               "use:\n  main: show\n  requires:\n    - operation: stop\n      name: up\n      select: model.txt\n")
+    cli("run", "stop", "-y")
+    stopped = newest(guild_home, "stop")
+    assert stopped.status == "terminated"
+    out = cli("run", "use", "-y")
+    assert out.exit_code == 0, out.stderr
+    assert "model.txt -> stopped" in out.output
+    proj.write("guild.yml", proj.path.joinpath("guild.yml").read_text().replace("operation: stop", "operation: fail"))
+    cli("run", "fail", "-y")
+    assert newest(guild_home, "fail").status == "error"
+    fails(cli, guild_home, "could not resolve 'operation:fail': no marked or completed run of fail")
+
+
 def test_flag_name_names_the_flag(cli, guild_home, proj):
     proj.write("guild.yml", OP_YML.replace("      rename: model ckpt\n", "      rename: model ckpt\n      flag-name: weights\n"))
     assert cli("run", "train", "-y").exit_code == 0

@@ -1,7 +1,7 @@
 """Built-in plugin ``resolvers``: the dependency kinds of guild.yml.
 
 - ``operation: NAME`` (Guild AI 0.9): one run of NAME, the marked one,
-  else the latest completed; with ``multi-run: yes`` every completed
+  else the latest, among its completed, running and terminated runs; with ``multi-run: yes`` every completed
   run of NAME, or those matching ``select: EXPR``.
 - ``run: EXPR`` (the seed's spelling): one run, the marked or latest
   completed among those matching EXPR; a bare name is ``operation =
@@ -38,7 +38,15 @@ def resolve_operation(dep, value, ctx):
     if multi:
         select = dep.get("select")
         return ctx.select(select, runs) if select else [r for r in runs if r.status == "completed"]
-    return _one(runs, f"no marked or completed run of {op}")
+    # As Guild AI 0.9: the marked run, else the latest, among those
+    # completed, running or terminated (not failed, staged or pending).
+    usable = [r for r in runs if r.status in ("completed", "running", "terminated")]
+    marked = [r for r in usable if r.get("marked")]
+    if marked or usable:
+        return (marked or usable)[:1]
+    from guild_core.errors import GuildError
+
+    raise GuildError(f"no marked or completed run of {op}")
 
 
 def resolve_run(dep, value, ctx):
