@@ -147,7 +147,12 @@ class FlagsInfo:
         ``--name value`` command-line arguments, ``"globals"`` for
         module-level variables. Other values are allowed when a plugin
         also answers `guild_flags_launcher` for them.
+    :param mappings: module-level mappings the script defines, by name
+        (``params = {"lr": 0.1}``): with guild.yml's ``flags-dest:
+        global:params`` their keys (nested ones as dotted names) are the
+        operation's flags.
     """
 
     flags: dict[str, FlagDef] = field(default_factory=dict)
     dest: str = "args"
+    mappings: dict[str, dict[str, Any]] = field(default_factory=dict)

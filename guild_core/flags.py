@@ -402,3 +402,28 @@ def flag_label(flags: dict[str, Any], names: list[str] | None = None) -> str:
         (name, flags[name]) for name in sorted(names) if name in flags
     ]
     return " ".join(f"{name}={label_value(val)}" for name, val in items)
+
+
+def dotted(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted names: ``{"a": {"b": 1}}`` is ``{"a.b": 1}``
+    (how flags in a config file or a module dict are named)."""
+    out: dict[str, Any] = {}
+    for key, val in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(val, dict) and val:
+            out.update(dotted(val, name + "."))
+        else:
+            out[name] = val
+    return out
+
+
+def set_dotted(mapping: dict[str, Any], name: str, val: Any) -> None:
+    """Set ``a.b`` in nested mappings, making the levels that are missing."""
+    node = mapping
+    parts = name.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = val

@@ -1354,6 +1354,8 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
             opdef.script = script
             # Flags that go to a config file are that file's values.
             info = detect(config if config is not None else script)
+            if info is not None and isinstance(dest, str) and dest.startswith("global:"):
+                info = _mapping_flags(gf, data, info, dest[len("global:"):], script)
             if info is not None:
                 flagdefs = _merge_imported(flagdefs, info.flags, data.get("flags-import"), data.get("flags-import-skip"))
                 dest = dest or info.dest
@@ -1362,6 +1364,21 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
     opdef.flagdefs = {n: _typed(f) for n, f in flagdefs.items()}
     opdef.flags_dest = dest or "args"
     return opdef
+
+
+def _mapping_flags(gf: Path, data: dict, info: FlagsInfo, name: str, script: Path) -> FlagsInfo:
+    """``flags-dest: global:NAME``: the flags are the keys of the
+    script's module-level dict NAME (nested ones dotted)."""
+    from .flags import dotted
+
+    mapping = info.mappings.get(name)
+    if mapping is None:
+        raise OpDefError(
+            f"{gf}:{_line(data, 'flags-dest')}: {script.name} defines no module-level "
+            f"dict '{name}' for flags-dest global:{name}"
+        )
+    flags = {key: FlagDef(key, default=val) for key, val in dotted(mapping).items()}
+    return FlagsInfo(flags, f"global:{name}")
 
 
 def _config_dest_file(gf: Path, data: dict, project_dir: Path) -> Path | None:

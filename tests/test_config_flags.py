@@ -80,3 +80,33 @@ def test_missing_config_file(cli, project, guild_home):
     result = cli("run", "train", "-y")
     assert result.exit_code == 1
     assert "cannot find config file 'nope.yml' for flags-dest" in result.stderr
+
+
+# -- flags-dest: global:NAME (a module dict) --------------------------------
+
+DICT_TRAIN = """
+params = {"lr": 0.1, "model": {"layers": 3, "act": "relu"}, "debug": False}
+print("got", params)
+print("loss: %s" % (params["lr"] * params["model"]["layers"]))
+"""
+
+
+def test_module_dict_flags(cli, project, guild_home):
+    project.write("guild.yml", "train:\n  main: train\n  flags-dest: global:params\n  flags-import: all\n")
+    project.write("train.py", DICT_TRAIN)
+    help_op = cli("run", "train", "--help-op").output
+    assert all(name in help_op for name in ("lr", "model.layers", "model.act", "debug"))
+    result = cli("run", "train", "lr=0.5", "model.layers=4", "debug=yes", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert "got {'lr': 0.5, 'model': {'layers': 4, 'act': 'relu'}, 'debug': True}" in result.output
+    info = json.loads(cli("runs", "info", "--json").output)
+    assert info["flags"] == {"debug": True, "lr": 0.5, "model.act": "relu", "model.layers": 4}
+    assert info["scalars"]["loss"][0] == 2.0
+
+
+def test_module_dict_missing(cli, project, guild_home):
+    project.write("guild.yml", "train:\n  main: train\n  flags-dest: global:nope\n")
+    project.write("train.py", DICT_TRAIN)
+    result = cli("run", "train", "-y")
+    assert result.exit_code == 1
+    assert "train.py defines no module-level dict 'nope' for flags-dest global:nope" in result.stderr

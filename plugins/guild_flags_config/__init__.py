@@ -30,7 +30,9 @@ def guild_detect_flags(script: Path, source: str) -> FlagsInfo | None:
         return None
     from guild_core.flagdefs import FlagDef, FlagsInfo
 
-    values = flatten(load(script.suffix, source, str(script)))
+    from guild_core.flags import dotted
+
+    values = dotted(load(script.suffix, source, str(script)))
     flags = {name: FlagDef(name, default=val, type=_type_of(val)) for name, val in values.items()}
     return FlagsInfo(flags=flags, dest=f"config:{script.name}")
 
@@ -78,18 +80,6 @@ def _ini_value(text: str) -> Any:
     from guild_core.flags import decode_auto
 
     return decode_auto(text)
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as dotted names: ``{"a": {"b": 1}}`` is ``a.b``."""
-    out: dict[str, Any] = {}
-    for key, val in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(val, dict) and val:
-            out.update(flatten(val, name + "."))
-        else:
-            out[name] = val
-    return out
 
 
 def _type_of(val: Any) -> str | None:

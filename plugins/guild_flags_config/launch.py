@@ -36,17 +36,6 @@ def parse(argv: list[str]) -> tuple[str, list[str], dict[str, str]]:
     return script, extra, flags
 
 
-def set_dotted(data: dict[str, Any], name: str, val: Any) -> None:
-    node = data
-    parts = name.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[parts[-1]] = val
-
-
 def write(path: Path, data: dict[str, Any]) -> None:
     suffix = path.suffix.lower()
     if suffix == ".json":
@@ -76,7 +65,7 @@ def write(path: Path, data: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    from guild_core.flags import decode_auto
+    from guild_core.flags import decode_auto, set_dotted
 
     from . import load
 

@@ -47,6 +47,32 @@ def flag_assigns(tree: ast.Module) -> dict[str, list[ast.Assign | ast.AnnAssign]
     return assigns
 
 
+def mapping_assigns(tree: ast.Module) -> dict[str, dict]:
+    """Module-level ``NAME = {...}`` of literal mappings (the last one of
+    each name), for ``flags-dest: global:NAME``."""
+    found: dict[str, dict] = {}
+    for stmt in tree.body:
+        name = _target_name(stmt)
+        if name is None or not isinstance(stmt.value, ast.Dict):  # type: ignore[union-attr]
+            continue
+        value = mapping_value(stmt.value)  # type: ignore[union-attr]
+        if value is not NOT_LITERAL:
+            found[name] = value
+    return found
+
+
+def mapping_value(node: ast.expr) -> Any:
+    """A literal mapping of string keys (values: literals, nested
+    mappings), or `NOT_LITERAL`."""
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return NOT_LITERAL
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        return NOT_LITERAL
+    return value
+
+
 def _target_name(stmt: ast.stmt) -> str | None:
     if isinstance(stmt, ast.Assign):
         if len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):

@@ -142,6 +142,32 @@ def apply_flags(tree: ast.Module, flags: dict[str, str]) -> dict[str, Any]:
     return unassigned
 
 
+def apply_mapping_flags(tree: ast.Module, name: str, flags: dict[str, str]) -> dict[str, Any]:
+    """``flags-dest: global:NAME``: each flag is a dotted key of the
+    module's dict NAME. Its literal assignments are rewritten with the
+    values (typed like the value they replace); with no such assignment
+    NAME is set, as a dict of the flags, before the script runs."""
+    from guild_core.flags import dotted, set_dotted
+
+    stmts = [
+        stmt for stmt in tree.body
+        if _literals._target_name(stmt) == name and isinstance(getattr(stmt, "value", None), ast.Dict)
+    ]
+    mapping = _literals.mapping_value(stmts[-1].value) if stmts else _literals.NOT_LITERAL
+    if mapping is _literals.NOT_LITERAL:
+        values: dict[str, Any] = {}
+        for key, raw in flags.items():
+            set_dotted(values, key, decode_auto(raw))
+        return {name: values}
+    originals = dotted(mapping)
+    for key, raw in flags.items():
+        set_dotted(mapping, key, decode(raw, originals.get(key)))
+    for stmt in stmts:
+        stmt.value = _literals.value_node(mapping, stmt.value)  # type: ignore[union-attr]
+    ast.fix_missing_locations(tree)
+    return {}
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         script, extra, flags = parse_args(sys.argv[1:] if argv is None else argv)
@@ -158,7 +184,11 @@ def main(argv: list[str] | None = None) -> None:
         tree = ast.parse(source, path)
     except (SyntaxError, ValueError) as e:  # ValueError: null bytes
         _script_error(e)
-    init_globals = apply_flags(tree, flags)
+    dest = os.environ.get("FLAGS_DEST", "")
+    if dest.startswith("global:"):
+        init_globals = apply_mapping_flags(tree, dest[len("global:"):], flags)
+    else:
+        init_globals = apply_flags(tree, flags)
     try:
         # dont_inherit: this module's __future__ imports are not the script's.
         code = compile(tree, path, "exec", dont_inherit=True)

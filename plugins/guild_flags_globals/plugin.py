@@ -70,9 +70,10 @@ def detect_flags(source: str, filename: str = "<script>") -> FlagsInfo:
     for name, stmts in _literals.flag_assigns(tree).items():
         value = _literals.literal_value(stmts[-1].value)
         flags[name] = FlagDef(name, type=_literals.flag_type(value), default=value)
-    return FlagsInfo(flags, DEST)
+    return FlagsInfo(flags, DEST, _literals.mapping_assigns(tree))
 
 
 @hookimpl(trylast=True)
 def guild_flags_launcher(dest: str) -> str | None:
-    return LAUNCHER if dest == DEST else None
+    # "global:NAME": the flags are the keys of the module's dict NAME.
+    return LAUNCHER if dest == DEST or dest.startswith("global:") else None
