@@ -7,6 +7,7 @@ same files (`guild operations`, `guild run OP --help-op`,
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -421,3 +422,88 @@ def test_deep_and_wide_inheritance_is_bounded(cli, guild_home, proj):
     chain.append("- model: m\n  extends: c149\n")
     gf = proj.write("guild.yml", "".join(chain))
     one_error(cli("operations"), f"{gf}:", "extends nests too deeply (more than 100 levels)")
+
+
+# -- the same files under Guild AI 0.9 (skipped unless GUILD_AI_EXE names
+# its guild) ---------------------------------------------------------------
+
+GUILD_AI = os.environ.get("GUILD_AI_EXE")
+
+DIFFERENTIAL = {
+    "extends-params-includes": BASE + """
+- model: cnn
+  extends: base
+  params: {kind: CNN}
+  operations:
+    train:
+      flags:
+        lr: 0.01
+        $include: shared-flags#seed
+    evaluate: train --test
+- model: rnn
+  extends: [cnn, base]
+  params: {lr: 0.5}
+  operation-defaults:
+    flags: {batch: 8}
+  operations:
+    train:
+      flags:
+        $include: shared-flags
+    predict: train
+    _hidden: train
+""",
+    "chain": """
+- model: a
+  operations:
+    train:
+      main: train
+      flags:
+        a: {description: a in a, default: 1}
+        b: {description: b in a, default: 2}
+- model: b
+  extends: a
+  operations:
+    train:
+      flags:
+        b: 22
+    eval: train --test
+- config: shared-ops
+  operations:
+    prepare: {main: train, flags: {c: 3}}
+- model: c
+  extends: b
+  operations:
+    $include: shared-ops
+    train:
+      flags:
+        $include: 'b:eval'
+        c: {default: 33, description: c in c}
+""",
+}
+
+
+def _flag_lines(text: str) -> list[str]:
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return [" ".join(line.split()) for line in lines[lines.index("Flags:") + 1:]] if "Flags:" in lines else []
+
+
+@pytest.mark.skipif(not GUILD_AI, reason="GUILD_AI_EXE does not name Guild AI 0.9's guild")
+@pytest.mark.parametrize("name", sorted(DIFFERENTIAL))
+def test_same_operations_and_flags_as_guild_ai(cli, proj, tmp_path, name):
+    import subprocess
+
+    proj.write("guild.yml", DIFFERENTIAL[name])
+    home = tmp_path / "guild-ai-home"
+    home.mkdir()
+    env = dict(os.environ, GUILD_HOME=str(home))
+    env.pop("PYTHONPATH", None)
+
+    def guild_ai(*args):
+        proc = subprocess.run([GUILD_AI, *args], cwd=proj.path, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    theirs = [line.split()[0] for line in guild_ai("operations").splitlines() if line.strip()]
+    assert operations(cli) == theirs
+    for op in theirs:
+        assert flags(cli, op) == _flag_lines(guild_ai("run", op, "--help-op")), op

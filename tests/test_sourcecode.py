@@ -326,3 +326,44 @@ def test_in_a_git_repository_git_decides(tree):
 def test_a_pipeline_copies_no_source_code(tree):
     tree.write("guild.yml", "train:\n  main: train\npipe:\n  steps: [train]\n")
     assert lines(tree, "pipe") == ["Copying from the current directory", "Rules:", "Source code copy disabled"]
+
+
+# -- the same projects under Guild AI 0.9 (skipped unless GUILD_AI_EXE
+# names its guild) ----------------------------------------------------------
+
+GUILD_AI = os.environ.get("GUILD_AI_EXE")
+
+SOURCECODE_CASES = {
+    "default": "train:\n  main: train\n",
+    "exec": "op:\n  exec: ./run.sh\n",
+    "refine": "train:\n  main: train\n  sourcecode:\n    - exclude: '*.csv'\n    - include: data/big.bin\n    - exclude: {dir: sub}\n",
+    "only": "train:\n  main: train\n  sourcecode: ['*.py', sub]\n",
+    "one": "train:\n  main: train\n  sourcecode: train.py\n",
+    "root": "train:\n  main: train\n  sourcecode: {root: sub, dest: src, select: [x.txt]}\n",
+    "no": "train:\n  main: train\n  sourcecode: no\n",
+    "model": (
+        "- model: m\n  sourcecode: [{exclude: '*.yml'}]\n  operations:\n"
+        "    a: {main: train, sourcecode: [{include: d.csv}]}\n    b: {main: train, sourcecode: no}\n"
+    ),
+    "requires": "train:\n  main: train\n  requires:\n    - file: d.csv\n",
+}
+
+
+@pytest.mark.skipif(not GUILD_AI, reason="GUILD_AI_EXE does not name Guild AI 0.9's guild")
+@pytest.mark.parametrize("name", sorted(SOURCECODE_CASES))
+@pytest.mark.parametrize("in_git", [False, True], ids=["plain", "git"])
+def test_same_selection_as_guild_ai(tree, tmp_path, name, in_git):
+    if in_git:
+        git(tree.path, "init", "-q")
+        tree.write(".gitignore", "*.bin\n")
+    tree.write("guild.yml", SOURCECODE_CASES[name])
+    home = tmp_path / "guild-ai-home"
+    home.mkdir()
+    env = dict(os.environ, GUILD_HOME=str(home))
+    env.pop("PYTHONPATH", None)
+    ops = subprocess.run([GUILD_AI, "operations"], cwd=tree.path, env=env, capture_output=True, text=True).stdout
+    for op in [line.split()[0] for line in ops.splitlines() if line.strip()]:
+        proc = subprocess.run(
+            [GUILD_AI, "run", op, "--test-sourcecode"], cwd=tree.path, env=env, capture_output=True, text=True,
+        )
+        assert lines(tree, op) == proc.stdout.splitlines(), op
