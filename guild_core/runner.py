@@ -319,9 +319,11 @@ def create_run(
     staged: bool = False,
     warn: Callable[[str], None] = sourcecodelib.warn_stderr,
     deps: list | None = None,
+    attrs: dict[str, Any] | None = None,
 ) -> Run:
     """Create a run directory, whole, under ``runs/``; `deps` (resolved
-    dependencies) are installed in it and recorded. The operation's own
+    dependencies) are installed in it and recorded; `attrs` are more
+    attributes to write (a pipeline's ``steps``). The operation's own
     ``tags:`` come first, then `tags`."""
     tags = _op_tags(opdef) + [t for t in tags or [] if t not in _op_tags(opdef)]
     with whole_run_dir() as (run_id, tmp, final):
@@ -333,6 +335,8 @@ def create_run(
             from . import deps as depslib
 
             tmp_run.write_attr("deps", depslib.install(deps, tmp), atomic=False)
+        for name, val in (attrs or {}).items():
+            tmp_run.write_attr(name, val, atomic=False)
         if staged:
             tmp_run.write_attr("started", util.now_micros(), atomic=False)
             _write_staged_env(tmp_run, tmp_run.get("env"))

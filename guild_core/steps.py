@@ -457,12 +457,11 @@ def create(opdef, flag_vals, user_flags, *, label=None, tags=None, run_params=No
     list, as Guild AI records it)."""
     from . import runner
 
-    run = runner.create_run(
+    return runner.create_run(
         pipeline_opdef(opdef), flag_vals, user_flags, None,
         label=label, tags=tags, run_params=run_params, staged=staged,
+        attrs={"steps": opdef.data.get("steps")},
     )
-    run.write_attr("steps", opdef.data.get("steps"))
-    return run
 
 
 def command(opdef) -> list[str]:
@@ -627,9 +626,8 @@ class Driver:
             run = runner.create_run(
                 opdef, p.flags, p.user_flags, launcher,
                 label=step.label, tags=step.tags or None, run_params=run_params, deps=deps,
+                attrs={"steps": p.opdef.data.get("steps")} if is_pipe else None,
             )
-            if is_pipe:
-                run.write_attr("steps", p.opdef.data.get("steps"))
             link_step(self.pipeline, step.name, run)
             status = self.start(run)
             if status != 0:
