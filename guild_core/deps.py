@@ -642,12 +642,14 @@ def reinstall(run: Run, resolved: list[Resolved]) -> None:
     for sources in (run.get("deps") or {}).values():
         for source in (sources or {}).values():
             for rel in source.get("paths") or [] if isinstance(source, dict) else []:
+                # Only what lies inside the run: Guild AI records the
+                # paths of its sources (../../../proj/data.csv) here.
                 path = run.path / rel
                 try:
-                    inside = path.parent.resolve().is_relative_to(root) and path.parent.resolve() != root.parent
+                    inside = path.parent.resolve().is_relative_to(root)
                 except OSError:
                     inside = False
-                if inside and os.path.lexists(path) and not str(rel).startswith(".."):
+                if inside and not os.path.isabs(rel) and ".." not in Path(rel).parts and os.path.lexists(path):
                     _remove(path)
     run.write_attr("deps", install(resolved, run.path))
 

@@ -622,3 +622,18 @@ def test_disabling_the_resources_plugin_removes_only_its_kinds(sh, guild_home, p
     assert sh("run", "train", "-y", env=off).exit_code == 0
     assert sh("run", "use", "-y", env=off).exit_code == 0
     assert sh("run", "data", "-y").exit_code == 0
+
+
+def test_restart_never_removes_what_lies_outside_the_run(cli, guild_home, proj):
+    use(proj, "    - file: data.csv\n")
+    assert cli("run", "use", "-y").exit_code == 0
+    run = newest(guild_home, "use")
+    # Guild AI records its sources' paths, relative to the run.
+    rel = str(Path("..") / ".." / ".." / "project" / "data.csv")
+    assert (run.path / rel).resolve() == (proj.path / "data.csv").resolve()
+    run.write_attr("deps", {"file:data.csv": {"file:data.csv": {"uri": "file:data.csv", "paths": [rel]}}})
+    (run.path / "data.csv").unlink()
+    out = cli("run", "--restart", run.id, "-y")
+    assert out.exit_code == 0, out.stderr
+    assert (proj.path / "data.csv").read_text() == "a,b\n1,2\n"
+    assert (run.path / "data.csv").is_symlink()
