@@ -51,18 +51,26 @@ MAX_FILES = 100
 _HELP = " To control which files are copied, define 'sourcecode' for the operation in guild.yml."
 
 
-@dataclass
 class Rule:
     """One select rule: include or exclude files (or, typed ``dir``,
-    directories) matching any of its patterns."""
+    directories) matching any of its patterns. (A plain class: a
+    dataclass costs start-up time on every run.)"""
 
-    include: bool
-    patterns: list[str]
-    type: str | None = None  # None, "text", "binary" or "dir"
-    sentinel: str | None = None
-    size_lt: int | None = None
-    max_matches: int | None = None
-    matches: int = 0
+    def __init__(self, include: bool, patterns: list[str], type: str | None = None,
+                 sentinel: str | None = None, size_lt: int | None = None, max_matches: int | None = None):
+        self.include = include
+        self.patterns = patterns
+        self.type = type  # None, "text", "binary" or "dir"
+        self.sentinel = sentinel
+        self.size_lt = size_lt
+        self.max_matches = max_matches
+        self.matches = 0
+
+    def __repr__(self) -> str:
+        return f"<Rule {self}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rule) and str(self) == str(other)
 
     def __str__(self) -> str:
         parts = ["include" if self.include else "exclude"]
@@ -340,15 +348,18 @@ def _disabled(rules: list[Rule]) -> bool:
     return disabled
 
 
-@dataclass
 class Selection:
-    root: Path
-    rules: list[Rule]
-    disabled: bool
-    selected: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # directories end with "/"
-    too_many: bool = False
-    too_big: list[str] = field(default_factory=list)
+    """What `select` decided: the rules, then the files selected and
+    skipped (directories end with ``/``), in walk order."""
+
+    def __init__(self, root: Path, rules: list[Rule], disabled: bool):
+        self.root = root
+        self.rules = rules
+        self.disabled = disabled
+        self.selected: list[str] = []
+        self.skipped: list[str] = []
+        self.too_many = False
+        self.too_big: list[str] = []
 
 
 def select(project_dir: Path, spec: SourceSpec, python: bool = True, ignore=()) -> Selection:
