@@ -113,8 +113,8 @@ class Dependency:
         for extra in (self.spec.get("flag-name"), self.spec.get("name"), self.uri):
             if extra and str(extra) not in out:
                 out.append(str(extra))
-        if self.kind == "operation" and not self.multi:
-            out.append(f"operation:{self.spec.get('operation')}")
+        if self.spec.get("operation") and not self.multi and not self.resource:
+            out.append(f"operation:{self.spec['operation']}")
         return list(dict.fromkeys(out))
 
     @property
@@ -124,7 +124,14 @@ class Dependency:
         run id its value, as Guild AI records ``operation:train``."""
         if self.resource or self.multi:
             return None
-        return str(self.spec.get("flag-name") or self.spec.get("name") or self.uri)
+        explicit = self.spec.get("flag-name") or self.spec.get("name")
+        if explicit:
+            return str(explicit)
+        if self.spec.get("operation"):
+            # A plugin kind choosing one run of an operation (best: 1
+            # with multi-run: no) is recorded as that operation's.
+            return f"operation:{self.spec['operation']}"
+        return self.uri
 
     @property
     def optional(self) -> bool:
