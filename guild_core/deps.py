@@ -1,10 +1,14 @@
-"""Run dependencies: an operation's ``requires:`` resolved to runs before
-the run starts, then installed in the new run directory.
+"""Run dependencies: an operation's ``requires:`` resolved to runs and
+files before the run exists, then installed in the new run directory.
 
 A dependency is a mapping in guild.yml::
 
     requires:
-      - operation: train            # one run: marked, else latest completed
+      - file: data.zip              # Guild AI's resource sources: file,
+      - url: https://host/w.bin     # url, config, module (plugin resources)
+      - name: dataset               # a resource of several sources
+        sources: [{file: a.csv}, {url: https://host/b.csv}]
+      - operation: train            # one run: marked, else the latest
         select: model\\.txt          # files from it (regular expressions)
       - operation: train
         multi-run: yes              # every matching run, linked by id
@@ -15,8 +19,10 @@ A dependency is a mapping in guild.yml::
 Which resolver handles a dependency is chosen by its keys (see
 `kind_of`); resolvers are plugins (``guild_register_resolvers``). The
 core owns what happens around them: the flag that overrides a
-dependency on the command line, the preview, installing files or links
-and ``guild-runs.json``, and the ``deps`` attribute.
+dependency on the command line, ``optional`` and the empty checks,
+placing files (``target-path``, ``target-type``, ``rename``), links and
+``guild-runs.json``, the one-run dependency's flag, and the ``deps``
+attribute.
 """
 
 from __future__ import annotations
