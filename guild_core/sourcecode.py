@@ -514,16 +514,55 @@ def _is_guild_home(path: Path, homes: set[str]) -> bool:
     return (path / "runs").is_dir() and (path / "cache").is_dir()
 
 
+# Names Guild AI decides by extension alone.
+TEXT_EXTS = frozenset(".csv .md .py .sh .txt".split())
+BINARY_EXTS = frozenset(
+    ".ai .bmp .gif .ico .jpeg .jpg .png .ps .psd .svg .tif .tiff .aif .mid .midi .mpa .mp3 "
+    ".ogg .wav .wma .avi .mov .mp4 .mpeg .swf .wmv .7z .deb .gz .pkg .rar .rpm .tar .xz .z "
+    ".zip .doc .docx .key .pdf .ppt .pptx .xlr .xls .xlsx .bin .pickle .pkl .pyc".split()
+)
+_TEXT_CONTROL = b"\n\r\t\f\b"
+_PRINTABLE = _TEXT_CONTROL + bytes(range(32, 127))
+_HIGH = bytes(range(127, 256))
+
+
 def is_text_file(path: Path) -> bool:
-    """A regular file whose first KiB holds no NUL byte (empty counts)."""
+    """Guild AI's test: the extension when it tells, else the first KiB:
+    mostly control or high bytes is binary unless it decodes as UTF-8
+    with non-ASCII characters (Guild AI asks chardet; UTF-8 stands in),
+    otherwise text unless it holds a NUL or 0xFF byte. Empty is text."""
     try:
         if not path.is_file():
+            return False
+        ext = os.path.splitext(path.name)[1].lower()
+        if ext in TEXT_EXTS:
+            return True
+        if ext in BINARY_EXTS:
             return False
         with open(path, "rb") as f:
             head = f.read(1024)
     except OSError:
         return False
-    return b"\x00" not in head
+    if not head:
+        return True
+    odd = len(head.translate(None, _PRINTABLE)) / len(head)
+    low = len(head.translate(None, _HIGH)) / len(head)
+    likely_binary = (odd > 0.3 and low < 0.05) or (odd > 0.8 and low > 0.8)
+    decodable = False
+    if not head.isascii():
+        import codecs
+
+        try:
+            # A character cut at the end of the sample is not an error.
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+            decodable = True
+        except UnicodeDecodeError:
+            pass
+    if likely_binary:
+        return decodable
+    if decodable:
+        return True
+    return b"\x00" not in head and b"\xff" not in head
 
 
 # ---------------------------------------------------------------------

@@ -367,3 +367,23 @@ def test_same_selection_as_guild_ai(tree, tmp_path, name, in_git):
             [GUILD_AI, "run", op, "--test-sourcecode"], cwd=tree.path, env=env, capture_output=True, text=True,
         )
         assert lines(tree, op) == proc.stdout.splitlines(), op
+
+
+@pytest.mark.parametrize(
+    "name, data, text",
+    [
+        ("a.txt", b"\x00\x00", True),          # by extension
+        ("b.svg", b"<svg/>", False),           # by extension
+        ("c.dat", b"hello", True),
+        ("e.dat", "h\u00e9llo w\u00f6rld".encode(), True),
+        ("h.dat", "\u65e5\u672c\u8a9e".encode() * 10, True),  # mostly high bytes, but UTF-8
+        ("j.dat", b"abc\xffdef", False),
+        ("k.json", b'{"a": 1}', True),
+        ("g.dat", b"", True),
+        ("d.dat", b"\x00abc", False),          # Guild AI 0.9 fails on these two
+        ("f.dat", b"\x01\x02\x03\x04", False),
+    ],
+)
+def test_text_files_as_guild_ai_decides(tmp_path, name, data, text):
+    (tmp_path / name).write_bytes(data)
+    assert sourcecode.is_text_file(tmp_path / name) is text
