@@ -9,7 +9,9 @@ alone. The rules are, in order:
    ``.guild-nocopy`` file, then text files under 1 MiB, at most 100 of
    them; for a Python operation also no ``__pycache__``, virtual
    environments (a ``bin/activate`` or ``Scripts/activate`` inside),
-   ``build``, ``dist`` or ``*.egg-info`` directories;
+   ``build``, ``dist`` or ``*.egg-info`` directories. Inside a git
+   repository instead: every file git does not ignore (``.gitignore``
+   and ``.guildignore``), no ``.git`` or ``.guild`` directory;
 2. the model's ``sourcecode`` rules, then the operation's.
 
 guild.yml's ``sourcecode``:
