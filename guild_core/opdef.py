@@ -478,6 +478,7 @@ class _Models:
                 self.named.setdefault(name, item)
         self._pkg_cache: dict[str, list[_Map]] = {}
         self._memo: dict[int, tuple[_Map, list]] = {}
+        self._names_of: dict[int, dict[str, _Map]] = {}  # a package's items: its names
 
     # -- extends --------------------------------------------------------
 
@@ -497,7 +498,8 @@ class _Models:
             if items not in search:
                 search.append(items)
             return self._extended(found, seen + [name], search, params=False)
-        found = self.named.get(name)
+        # A name is looked up in the file (or package) the child is in.
+        found = self._names_of.get(id(child), self.named).get(name)
         if found is None:
             raise OpDefError(f"{where}: undefined model or config '{name}' in 'extends'")
         return self._extended(found, seen + [name], search, params=False)
@@ -509,10 +511,16 @@ class _Models:
                 raise OpDefError(f"{where}: cannot find guild file for package '{pkg}'")
             data = _read_guildfile(gf)
             items = _top_items(gf, data, [gf]) if isinstance(data, list) else []
+            names: dict[str, _Map] = {}
             for item in items:
                 ops = item.get("operations")
                 if isinstance(ops, dict):
                     _coerce_ops(gf, ops, item, "operations")
+                name = _item_name(item)
+                if name is not None:
+                    names.setdefault(name, item)
+            for item in items:
+                self._names_of[id(item)] = names
             self._pkg_cache[pkg] = items
         return self._pkg_cache[pkg]
 

@@ -507,3 +507,34 @@ def test_same_operations_and_flags_as_guild_ai(cli, proj, tmp_path, name):
     assert operations(cli) == theirs
     for op in theirs:
         assert flags(cli, op) == _flag_lines(guild_ai("run", op, "--help-op")), op
+
+
+def test_extends_a_model_of_a_package(cli, proj, monkeypatch):
+    # Guild AI's extend-pkg sample: the package's own extends are names
+    # of the package's guild.yml.
+    proj.write("lib/shared/guild.yml", """
+- config: test-support
+  operations:
+    test:
+      exec: test
+- model: model
+  extends: test-support
+  operations:
+    train:
+      exec: train
+      flags:
+        $include: flags
+- config: flags
+  flags: {lr: 0.1}
+""")
+    proj.write("guild.yml", """
+- model: a
+  extends: shared/test-support
+- model: b
+  extends: shared/model
+""")
+    monkeypatch.syspath_prepend(str(proj.path / "lib"))
+    assert operations(cli) == ["a:test", "b:test", "b:train"]
+    assert flags(cli, "b:train") == ["lr (default is 0.1)"]
+    proj.write("guild.yml", "- model: a\n  extends: nowhere/x\n")
+    one_error(cli("operations"), f"{proj.path / 'guild.yml'}:2: ", "cannot find guild file for package 'nowhere'")
