@@ -427,7 +427,7 @@ def _item_kind(path: Path, item: dict) -> tuple[str, str]:
     return kind, str(name)
 
 
-def _coerce_ops(path: Path, ops: Any, owner: dict, key: str) -> Any:
+def _coerce_ops(path: Path, ops: Any) -> Any:
     """An operation written as a string is its ``main`` (``op: guild.pass``);
     an empty one is a mapping. Each knows its file."""
     if not isinstance(ops, dict):
@@ -462,7 +462,7 @@ class _Models:
                 if "operations" in item and item["operations"] is not None:
                     if not isinstance(item["operations"], dict):
                         raise OpDefError(f"{src}:{_line(item, 'operations')}: operations must be a mapping")
-                    _coerce_ops(src, item["operations"], item, "operations")
+                    _coerce_ops(src, item["operations"])
                 for key in item:
                     if key not in MODEL_KEYS:
                         warn(src, _line(item, key), f"unknown attribute '{key}' in model (ignored)")
@@ -473,7 +473,7 @@ class _Models:
             elif kind == "config":
                 ops = item.get("operations")
                 if isinstance(ops, dict):
-                    _coerce_ops(src, ops, item, "operations")
+                    _coerce_ops(src, ops)
             if kind in ("model", "config"):
                 self.named.setdefault(name, item)
         self._pkg_cache: dict[str, list[_Map]] = {}
@@ -515,7 +515,7 @@ class _Models:
             for item in items:
                 ops = item.get("operations")
                 if isinstance(ops, dict):
-                    _coerce_ops(gf, ops, item, "operations")
+                    _coerce_ops(gf, ops)
                 name = _item_name(item)
                 if name is not None:
                     names.setdefault(name, item)
@@ -658,7 +658,7 @@ class _Models:
             if not isinstance(ops_data, dict):
                 raise OpDefError(f"{src}:{_line(data, 'operations')}: operations must be a mapping")
             section = self._section(data, "operations", search, src)
-            _coerce_ops(src, section, data, "operations")
+            _coerce_ops(src, section)
             defaults = data.get("operation-defaults")
             if defaults is not None and not isinstance(defaults, dict):
                 raise OpDefError(f"{src}:{_line(data, 'operation-defaults')}: operation-defaults must be a mapping")
