@@ -335,6 +335,9 @@ def create_run(
             from . import deps as depslib
 
             tmp_run.write_attr("deps", depslib.install(deps, tmp), atomic=False)
+            # Installing records the dependencies' flags: read them anew.
+            for name in ("flags", "op", "label"):
+                tmp_run._cache.pop("attr:" + name, None)
         for name, val in (attrs or {}).items():
             tmp_run.write_attr(name, val, atomic=False)
         if staged:

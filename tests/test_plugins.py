@@ -20,7 +20,7 @@ from guild_core.plugins import check, get_plugin_manager
 from guild_core.registry import Registry
 
 ROOT = Path(__file__).parent.parent
-BUILTINS = {"argparse", "globals", "csv", "json", "yaml"}
+BUILTINS = {"argparse", "globals", "csv", "json", "yaml", "config", "resources"}
 
 
 def hook_names() -> list[str]:

@@ -259,16 +259,17 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
         resolved = _resolve(deps, dep_values, run.project_dir or ".")
     if not yes and not confirm(_preview(f"You are about to start {run.id} ({run.op_name})", flag_vals, resolved)):
         sys.exit(1)
-    if resolved:
-        from guild_core import deps as depslib
-
-        depslib.reinstall(run, resolved)
     if adopted is not None:
         run.write_attr("op", adopted)
         run.write_attr("cmd", runner.command(adopted, flag_vals))
     if assigns or label is not None:
         user_flags = {**(run.get("user_flags") or {}), **new_user_flags}
         runner.update_flags(run, flag_vals, user_flags, label)
+    if resolved:
+        from guild_core import deps as depslib
+
+        # After the new flags: config files and dependency flags take them.
+        depslib.reinstall(run, resolved)
     if tags:
         run.write_attr("tags", sorted(set(run.get("tags") or []) | set(tags)))
     if pipeline_params is not None:
@@ -420,7 +421,8 @@ def _help_op(opdef) -> str:
         width = max(len(d.name) for d in deps)
         for dep in deps:
             many = " (many runs)" if dep.multi else ""
-            lines.append(f"  {dep.name.ljust(width)}  {dep.uri}{many}")
+            helptext = str(dep.spec.get("help") or "").strip().split("\n")[0]
+            lines.append(f"  {dep.name.ljust(width)}  {dep.uri}{many}" + (f"  {helptext}" if helptext else ""))
     return "\n".join(lines)
 
 

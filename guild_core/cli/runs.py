@@ -166,7 +166,9 @@ def info(run, deleted, archive, as_json, rf):
                     config = source.get("config")
                     runs = config if isinstance(config, list) else [config]
                     click.echo(f"    uri: {p(source.get('uri'))}")
-                    click.echo("    runs:" + "".join(f"\n    - {p(r)}" for r in runs))
+                    if any(isinstance(r, str) for r in runs):
+                        # Run dependencies; a file, url or module has none.
+                        click.echo("    runs:" + "".join(f"\n    - {p(r)}" for r in runs if isinstance(r, str)))
                     click.echo("    paths:" + "".join(f"\n    - {p(x)}" for x in source.get("paths") or []))
         else:
             click.echo(f"{key}: {p('' if val is None else val)}")
