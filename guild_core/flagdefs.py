@@ -19,7 +19,9 @@ class FlagDef:
     """One flag an operation accepts.
 
     :param name: the flag name used on the command line (``name=value``).
-    :param type: one of `FLAG_TYPES` or ``None`` for auto typing.
+    :param type: one of `FLAG_TYPES`, ``"auto"`` (values typed as on the
+        command line, never inferred from the default: Guild AI's
+        ``type: auto``) or ``None`` (the default's type, else auto).
     :param default: the value used when the flag is not given.
     :param choices: allowed values, or ``None`` for any value.
     :param required: the run is refused unless a value is given.

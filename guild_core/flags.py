@@ -316,7 +316,7 @@ def _check_path(flagdef: FlagDef, val: Any) -> Any:
 
 def _coerce_typed(flagdef: FlagDef, val: Any) -> Any:
     t = flagdef.type
-    if val is None or t is None:
+    if val is None or t is None or t == "auto":
         return val
     try:
         if t == "float" and isinstance(val, (int, float)) and not isinstance(val, bool):

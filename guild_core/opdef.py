@@ -1036,13 +1036,6 @@ def _check_op(path: Path, name: str, op: dict) -> None:
     if op.get("sourcecode") is not None:
         _check_sourcecode(path, op)
     requires = op.get("requires")
-    if isinstance(requires, str) or (
-        isinstance(requires, list) and any(isinstance(r, str) for r in requires)
-    ):
-        # Guild AI's named resources (`requires: prepared-data`) need a
-        # `resources:` section this project does not read.
-        fail("requires", "requires: named resources are not supported "
-             "(use a mapping such as 'operation: NAME')")
     if not (
         requires is None
         or isinstance(requires, dict)
@@ -1139,7 +1132,7 @@ def _check_flag(path: Path, flags: dict, name: str, data: Any) -> None:
         if key not in FLAG_KEYS:
             warn(path, _line(data, key), f"unknown attribute '{key}' in flag '{name}' (ignored)")
     ftype = data.get("type")
-    if ftype is not None and ftype not in FLAG_TYPES:
+    if ftype is not None and ftype != "auto" and ftype not in FLAG_TYPES:
         fail("type", f"invalid type '{ftype}' for flag '{name}' (expected one of: {', '.join(FLAG_TYPES)})")
     if "default" in data:
         _check_value(path, _line(data, "default"), f"invalid default for flag '{name}'", data["default"])

@@ -538,3 +538,21 @@ def test_extends_a_model_of_a_package(cli, proj, monkeypatch):
     assert flags(cli, "b:train") == ["lr (default is 0.1)"]
     proj.write("guild.yml", "- model: a\n  extends: nowhere/x\n")
     one_error(cli("operations"), f"{proj.path / 'guild.yml'}:2: ", "cannot find guild file for package 'nowhere'")
+
+
+def test_test_sourcecode_and_private_operations(cli, project):
+    project.write("guild.yml", "train:\n  main: train\n_helper:\n  main: train\n")
+    project.write("train.py", "print(1)\n")
+    project.write("data.bin", "\0\1\2")
+    out = cli("run", "train", "--test-sourcecode")
+    assert out.exit_code == 0 and "Rules:" in out.output and "train.py" in out.output
+    assert cli("operations").output.split() == ["train"]
+    assert "_helper" in cli("operations", "-a").output
+
+
+def test_type_auto_flags(cli, project):
+    project.write("guild.yml", "train:\n  main: train\n  flags:\n    x:\n      type: auto\n      default: 1\n")
+    project.write("train.py", "x = 1\nprint('x=%r' % (x,))\n")
+    result = cli("run", "train", "x=abc", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert "x='abc'" in result.output

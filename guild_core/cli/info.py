@@ -13,13 +13,13 @@ from guild_core import __version__, home, util
 
 
 @click.command()
-def operations():
+@click.option("-a", "--all", "all_", is_flag=True, help="Show private operations too (names starting with '_').")
+def operations(all_):
     """Show the operations defined in guild.yml."""
+    from guild_core.cli.common import printable
     from guild_core.opdef import list_operations
 
-    from guild_core.cli.common import printable
-
-    ops = list_operations(Path.cwd())
+    ops = list_operations(Path.cwd(), private=all_)
     for line in util.table([[printable(name), printable(desc)] for name, desc in ops]):
         click.echo(line)
 

@@ -26,6 +26,7 @@ from guild_core.cli.common import confirm, flag_detector, flags_launcher, plugin
 @click.option("--start", "--restart", "restart", metavar="RUN", help="Start a staged run or restart an existing one.")
 @click.option("--print-cmd", is_flag=True, help="Show the command the operation would run and exit.")
 @click.option("--help-op", is_flag=True, help="Show the operation's help and flags and exit.")
+@click.option("--test-sourcecode", is_flag=True, help="Show which source code files would be copied, and why, and exit.")
 @click.option("--force-flags", is_flag=True, help="Accept flags the operation does not define.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not show messages from guild.")
 @click.option("-m", "--max-trials", type=int, metavar="N", help="Run at most N trials in a batch.")
@@ -41,7 +42,7 @@ from guild_core.cli.common import confirm, flag_detector, flags_launcher, plugin
 @click.option("--stage-trials", is_flag=True, help="Create batch trials as staged runs.")
 @click.option("--needed", is_flag=True, help="On a batch restart, skip trials that completed.")
 @click.option("--fail-on-trial-error", is_flag=True, help="Stop a batch at the first failed trial.")
-def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, print_cmd, help_op, force_flags, quiet, **batch_opts):
+def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, print_cmd, help_op, test_sourcecode, force_flags, quiet, **batch_opts):
     """Run an operation.
 
     OPSPEC is an operation from guild.yml or a script path (train.py).
@@ -79,6 +80,11 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
     opdef = opdeflib.resolve(opspec, Path.cwd(), flag_detector(pm))
     if help_op:
         click.echo(_help_op(opdef))
+        return
+    if test_sourcecode:
+        from guild_core import sourcecode as sourcecodelib
+
+        click.echo("\n".join(sourcecodelib.test_sourcecode_for(opdef, Path.cwd())))
         return
     try:
         assigns = flagslib.parse_assigns(list(flags))
