@@ -46,6 +46,7 @@ PROJECT = {
         print("loss: %s" % (x * 0.5))
     """,
     "fail.py": "raise SystemExit(3)\n",
+    "data.txt": "some data\n",
     "cfg_train.py": """
         import yaml
         cfg = yaml.safe_load(open("params.yml"))
@@ -70,6 +71,29 @@ PROJECT = {
             opt:
               default: adam
               choices: [adam, sgd]
+        prepare:
+          main: train
+          flags:
+            epochs: 1
+        uses-prepared:
+          main: train
+          requires:
+            - operation: prepare
+              select: model.txt
+          flags:
+            epochs: 1
+        uses-file:
+          main: train
+          requires:
+            - file: data.txt
+          flags:
+            epochs: 1
+        pipeline:
+          flags:
+            lr: 0.3
+          steps:
+            - prepare
+            - run: train lr=${lr} epochs=1
         cfg:
           main: cfg_train
           flags-dest: config:params.yml
@@ -93,7 +117,11 @@ CASES = [
     ["run", "train", "lr=0.2", "opt=sgd", "-y"],
     ["run", "label-op", "-y"],
     ["run", "cfg", "lr=0.5", "model.layers=4", "-y"],
+    ["run", "uses-file", "-y"],
+    ["run", "pipeline", "lr=0.4", "-y"],
     ["run", "train.py", "lr=[0.1,0.2]", "epochs=[1,2]", "-y"],
+    # Several commands: an operation dependency on the run made first.
+    [["run", "prepare", "-y"], ["run", "uses-prepared", "-y"]],
 ]
 
 
@@ -144,19 +172,39 @@ def _content(path: Path):
 
 def _summary(home: Path) -> list[dict]:
     runs = runs_in(home / "runs")
-    # Oldest first, trials of a batch by their flags: the order both make.
-    described = [_describe(r) for r in reversed(runs)]
+    # Run ids differ between the two homes: a run a flag or label names
+    # (a dependency) is compared by its operation.
+    names = {r.id: f"<run of {r.op_name}>" for r in runs}
+
+    def anonymous(val):
+        if isinstance(val, str):
+            for run_id, name in names.items():
+                val = val.replace(run_id, name)
+        return val
+
+    described = []
+    for r in reversed(runs):  # oldest first
+        d = _describe(r)
+        d["flags"] = {k: anonymous(v) for k, v in d["flags"].items()}
+        d["label"] = anonymous(d["label"])
+        described.append(d)
     return sorted(described, key=lambda d: (d["batch"], d["operation"], repr(sorted(d["flags"].items()))))
 
 
-@pytest.mark.parametrize("args", CASES, ids=[" ".join(a[1:3]) for a in CASES])
+def _case_id(case) -> str:
+    commands = case if isinstance(case[0], list) else [case]
+    return " + ".join(" ".join(c[1:3]) for c in commands)
+
+
+@pytest.mark.parametrize("args", CASES, ids=[_case_id(a) for a in CASES])
 def test_same_runs_as_guild_ai(tmp_path, args):
     ours_project, theirs_project = tmp_path / "ours" / "project", tmp_path / "theirs" / "project"
     _write_project(ours_project)
     _write_project(theirs_project)
-    ours = _run([sys.executable, "-m", "guild_core.cli.main"], args, tmp_path / "ours" / "home", ours_project)
-    theirs = _run([GUILD_AI], args, tmp_path / "theirs" / "home", theirs_project)
-    assert (ours.returncode == 0) == (theirs.returncode == 0), (ours.stderr, theirs.stderr)
+    for command in args if isinstance(args[0], list) else [args]:
+        ours = _run([sys.executable, "-m", "guild_core.cli.main"], command, tmp_path / "ours" / "home", ours_project)
+        theirs = _run([GUILD_AI], command, tmp_path / "theirs" / "home", theirs_project)
+        assert (ours.returncode == 0) == (theirs.returncode == 0), (ours.stderr, theirs.stderr)
     # Guild AI 0.9 moves a finished batch run to the trash unless
     # --keep-batch (which guild does not have yet): compare the trials.
     got = [d for d in _summary(tmp_path / "ours" / "home") if not d["batch"]]
