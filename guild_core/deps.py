@@ -204,12 +204,20 @@ def dependencies(requires: Any, kinds: set[str] | None = None) -> list[Dependenc
             deps.extend(_resource_deps(spec, kinds))
             continue
         deps.append(_dependency(spec, kinds))
-    # Within a resource, and among dependencies of their own, a name is
-    # one dependency's (sources of two resources may share one, as in
-    # Guild AI: a value given for it reaches both).
-    names = [(d.group if d.group != d.name else "", n) for d in deps for n in dict.fromkeys([d.name, d.flag or d.name])]
-    for group, name in names:
-        if names.count((group, name)) > 1:
+    # The same dependency twice (`- file: a` listed again) is resolved
+    # once, as Guild AI skips a source it has already resolved.
+    unique: list[Dependency] = []
+    for dep in deps:
+        if not any(d.spec == dep.spec and d.group == dep.group for d in unique):
+            unique.append(dep)
+    deps[:] = unique
+    # Among dependencies of their own, a name is one dependency's, so
+    # NAME=VALUE has one meaning. Sources of a resource may share one (a
+    # file placed twice, renamed), as Guild AI allows: a value given for
+    # it reaches them all.
+    names = [n for d in deps if d.group == d.name or not d.group for n in dict.fromkeys([d.name, d.flag or d.name])]
+    for name in names:
+        if names.count(name) > 1:
             raise GuildError(f"two dependencies are named '{name}': give one a 'name:'")
     return deps
 

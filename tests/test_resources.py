@@ -637,3 +637,20 @@ def test_restart_never_removes_what_lies_outside_the_run(cli, guild_home, proj):
     assert out.exit_code == 0, out.stderr
     assert (proj.path / "data.csv").read_text() == "a,b\n1,2\n"
     assert (run.path / "data.csv").is_symlink()
+
+
+def test_same_dependency_twice_and_shared_source_names(cli, project, guild_home):
+    """As Guild AI: a file listed twice is resolved once; sources of one
+    resource may place the same file twice."""
+    project.write("file-1", "one\n")
+    project.write(
+        "guild.yml",
+        "twice:\n  main: guild.pass\n  requires:\n    - file: file-1\n    - file: file-1\n"
+        "placed:\n  main: guild.pass\n  requires:\n    - name: data\n      sources:\n"
+        "        - file: file-1\n        - file: file-1\n          rename: file-1 copy-1\n",
+    )
+    assert cli("run", "twice", "-y").exit_code == 0
+    result = cli("run", "placed", "-y")
+    assert result.exit_code == 0, result.stderr
+    run_dir = Path(json.loads(cli("runs", "info", "--json").output)["run_dir"])
+    assert (run_dir / "file-1").read_text() == "one\n" and (run_dir / "copy-1").read_text() == "one\n"
