@@ -46,6 +46,9 @@ class FlagDef:
     :param arg_skip: never pass the flag as an argument.
     :param null_label: how a null value is shown (help, labels).
     :param alias: another name for the flag on the command line.
+    :param batch_default: guild.yml gave a list as the default: a run
+        that leaves the flag alone is a batch over it, as in Guild AI (a
+        list a script assigns is a list-valued flag's value instead).
     """
 
     name: str
@@ -66,6 +69,7 @@ class FlagDef:
     arg_skip: bool = False
     null_label: str | None = None
     alias: str | None = None
+    batch_default: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"default": self.default}

@@ -28,11 +28,12 @@ MAX_SEQUENCE = 100_000
 
 
 def batch_names(user_flags: dict[str, Any], flagdefs: dict) -> list[str]:
-    """Flags whose values may make a batch: only values the user gave,
-    and not those of a list-valued flag (one whose default is a list)."""
+    """Flags whose values may make a batch: only values the user gave
+    (or guild.yml's list defaults, `FlagDef.batch_default`), and not
+    those of a list-valued flag (a script's list default)."""
     return [
         n for n in user_flags
-        if not (n in flagdefs and isinstance(flagdefs[n].default, list))
+        if not (n in flagdefs and isinstance(flagdefs[n].default, list) and not flagdefs[n].batch_default)
     ]
 
 

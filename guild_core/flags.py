@@ -193,12 +193,18 @@ def resolve_flag_values(
             user_flags[name] = decode_auto(raw)
         else:
             user_flags[name] = coerce(flagdef, raw)
-        if isinstance(user_flags[name], list) and not user_flags[name] and not (flagdef and isinstance(flagdef.default, list)):
+        if isinstance(user_flags[name], list) and not user_flags[name] and not (
+            flagdef and isinstance(flagdef.default, list) and not flagdef.batch_default
+        ):
             # NAME=[...] lists the values of a batch, and a batch of no
             # trials is a mistake (Guild AI 0.9 runs nothing and exits 0).
             # A list-valued flag (its default is a list) is different:
             # the list is its value, so [] is an empty list passed as is.
             raise FlagError(f"flag '{name}' has an empty list of values")
+    for name, flagdef in flagdefs.items():
+        if flagdef.batch_default and name not in user_flags:
+            # guild.yml's list default: the values of a batch, as if given.
+            user_flags[name] = coerce(flagdef, flagdef.default)
     flags: dict[str, Any] = {}
     for name, flagdef in flagdefs.items():
         if name in user_flags:

@@ -1436,9 +1436,10 @@ def _merge_imported(defined, detected, flags_import, skip) -> dict[str, FlagDef]
 
 
 def _guildfile_flagdef(name: str, data: Any) -> FlagDef:
-    if not isinstance(data, dict):
-        return FlagDef(name=name, default=data)
-    return FlagDef.from_dict(name, data)
+    flagdef = FlagDef(name=name, default=data) if not isinstance(data, dict) else FlagDef.from_dict(name, data)
+    # Guild AI runs a batch over a list guild.yml gives as a default.
+    flagdef.batch_default = isinstance(flagdef.default, list) and bool(flagdef.default)
+    return flagdef
 
 
 def _typed(flagdef: FlagDef) -> FlagDef:

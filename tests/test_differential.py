@@ -98,6 +98,11 @@ PROJECT = {
           main: cfg_train
           flags-dest: config:params.yml
           flags-import: all
+        grid-default:
+          main: train
+          flags:
+            lr: [0.1, 0.2]
+            epochs: 1
         label-op:
           main: train
           label: opt=${opt} lr=${lr}
@@ -118,6 +123,7 @@ CASES = [
     ["run", "label-op", "-y"],
     ["run", "cfg", "lr=0.5", "model.layers=4", "-y"],
     ["run", "uses-file", "-y"],
+    ["run", "grid-default", "-y"],
     ["run", "pipeline", "lr=0.4", "-y"],
     ["run", "train.py", "lr=[0.1,0.2]", "epochs=[1,2]", "-y"],
     # Several commands: an operation dependency on the run made first.

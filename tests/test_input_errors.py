@@ -197,12 +197,18 @@ def test_supported_flag_default_shapes(cli, guild_home, project):
     assert "Choices: 1, 2" in help_op.output
     result = cli("run", "train", "-y")
     assert result.exit_code == 0, result.stderr
-    assert "['--choice', '1', '--mapping', '{a: 1, b: [2, 3]}', '--nested', '[1, [2, 3]]']" in result.output
+    # A list default in guild.yml is a batch over its items, as Guild AI
+    # runs it: one trial with nested=1, one with nested=[2, 3].
+    assert "['--choice', '1', '--mapping', '{a: 1, b: [2, 3]}', '--nested', '1']" in result.output
+    assert "['--choice', '1', '--mapping', '{a: 1, b: [2, 3]}', '--nested', '[2, 3]']" in result.output
     runs = json.loads(cli("runs", "--json").output)
     from guild_core.run import Run
 
-    run = Run.for_dir(runs[0]["run_dir"])
-    assert run.get("flags") == {"nested": [1, [2, 3]], "mapping": {"a": 1, "b": [2, 3]}, "choice": 1}
+    trials = [Run.for_dir(r["run_dir"]) for r in runs if r["operation"] == "train"]
+    assert sorted((t.get("flags") for t in trials), key=repr) == [
+        {"nested": 1, "mapping": {"a": 1, "b": [2, 3]}, "choice": 1},
+        {"nested": [2, 3], "mapping": {"a": 1, "b": [2, 3]}, "choice": 1},
+    ]
 
 
 # ---------------------------------------------------------------------
@@ -457,15 +463,18 @@ def test_empty_value_list_in_guildfile_op(cli, guild_home, project):
 
 
 def test_empty_list_is_the_value_of_a_list_valued_flag(cli, guild_home, project):
-    """A flag whose default is a list takes a list as its value, so an
-    empty list is a value there, not an empty batch."""
-    project.write("guild.yml", "train:\n  main: train\n  flags-dest: args\n  flags:\n    names: [a, b]\n")
-    project.write("train.py", "import sys\nprint(sys.argv[1:])\n")
-    result = cli("run", "train", "names=[]", "-y")
+    """A flag whose default is a list the script assigns takes a list as
+    its value, so an empty list is a value there, not an empty batch. (A
+    list default in guild.yml is a batch, as in Guild AI: [] is none.)"""
+    project.write("train.py", "names = ['a', 'b']\nprint('names=%s' % (names,))\n")
+    result = cli("run", "train.py", "names=[]", "-y")
     assert result.exit_code == 0, result.stderr
-    assert "['--names', '[]']" in result.output
+    assert "names=[]" in result.output
     runs = json.loads(cli("runs", "--json").output)
-    assert len(runs) == 1 and runs[0]["operation"] == "train"
+    assert len(runs) == 1 and runs[0]["operation"] == "train.py"
+    project.write("guild.yml", "train:\n  main: train\n  flags:\n    names: [a, b]\n")
+    result = cli("run", "train", "names=[]", "-y")
+    assert result.exit_code == 1 and "flag 'names' has an empty list of values" in result.stderr
 
 
 # ---------------------------------------------------------------------
@@ -621,8 +630,9 @@ def test_sequence_limit_is_inclusive(cli, guild_home, project):
 
 def test_deep_legal_value(cli, guild_home, project):
     project.write("train.py", "import sys\nprint(sys.argv[1:])\n")
-    project.write("guild.yml", "train:\n  main: train\n  flags-dest: args\n  flags:\n    x: [1]\n")
+    project.write("guild.yml", "train:\n  main: train\n  flags-dest: args\n  flags:\n    x: 1\n")
     value = "[" * 100 + "]" * 100
     result = cli("run", "train", f"x={value}", "-y")
     assert result.exit_code == 0, result.stderr
-    assert f"['--x', '{value}']" in result.output
+    # A batch of one trial, whose value is the list 99 levels deep.
+    assert f"['--x', '{value[1:-1]}']" in result.output
