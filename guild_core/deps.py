@@ -603,7 +603,9 @@ def _place(res: Resolved, run_dir: Path, flags, op, installed: set[Path], source
     spec = res.dep.spec
     files = res.resolution.files if res.resolution else []
     target = run_dir / str(spec.get("target-path") or spec.get("path") or "")
-    copy = spec.get("target-type") == "copy"
+    # Guild AI 0.9 copies a resource's files unless told to link them;
+    # files of a run this run depends on are linked (`../RUN_ID/file`).
+    copy = spec.get("target-type", "copy" if res.dep.resource else "link") == "copy"
     preserve = _truthy(spec.get("preserve-path"))
     replace = _truthy(spec.get("replace-existing"))
     renames = _renames(spec.get("rename"))

@@ -111,17 +111,23 @@ def info(cli, run) -> dict:
 # -- file: -------------------------------------------------------------------
 
 
-def test_file_is_linked_by_default_and_recorded(cli, guild_home, proj):
+def test_file_is_copied_by_default_and_recorded(cli, guild_home, proj):
+    """Guild AI 0.9 copies a resource's files unless `target-type: link`."""
     use(proj, "    - file: data.csv\n")
     out = cli("run", "use", "-y")
     assert out.exit_code == 0, out.stderr
     assert "data.csv -> a,b" in out.output
     run = newest(guild_home, "use")
-    link = run.path / "data.csv"
-    assert link.is_symlink() and not Path(link.readlink()).is_absolute()
-    assert link.resolve() == (proj.path / "data.csv").resolve()
+    copied = run.path / "data.csv"
+    assert copied.is_file() and not copied.is_symlink()
+    assert copied.read_text() == (proj.path / "data.csv").read_text()
     assert run.get("deps") == {"file:data.csv": {"file:data.csv": {"uri": "file:data.csv", "paths": ["data.csv"]}}}
     assert info(cli, run)["dependencies"]["file:data.csv"]["file:data.csv"]["paths"] == ["data.csv"]
+    use(proj, "    - file: data.csv\n      target-type: link\n")
+    assert cli("run", "use", "-y").exit_code == 0
+    link = newest(guild_home, "use").path / "data.csv"
+    assert link.is_symlink() and not Path(link.readlink()).is_absolute()
+    assert link.resolve() == (proj.path / "data.csv").resolve()
 
 
 def test_file_copy_target_path_and_rename_forms(cli, guild_home, proj):
@@ -176,7 +182,7 @@ def test_directory_glob_select_and_preserve_path(cli, guild_home, proj):
     out = cli("run", "use", "-y")
     assert out.exit_code == 0, out.stderr
     run = newest(guild_home, "use")
-    assert (run.path / "data").is_symlink() and (run.path / "data" / "notes.txt").read_text() == "n"
+    assert (run.path / "data").is_dir() and (run.path / "data" / "notes.txt").read_text() == "n"
     assert sorted(p.name for p in (run.path / "selected").iterdir()) == ["a.csv", "b.csv", "c.csv"]
     assert sorted(p.name for p in (run.path / "globbed").iterdir()) == ["a.csv", "b.csv"]
     assert (run.path / "kept" / "data" / "sub" / "c.csv").read_text() == "3"
@@ -205,7 +211,7 @@ def test_archives_are_unpacked_into_the_cache(cli, guild_home, proj):
     digest = hashlib.sha224(("file\n" + str(proj.path / "data.zip")).encode()).hexdigest()
     unpacked = guild_home / "cache" / "resources" / digest
     assert (unpacked / "top.txt").read_text() == "zt"
-    assert (run.path / "top.txt").resolve() == (unpacked / "top.txt").resolve()
+    assert (run.path / "top.txt").read_bytes() == (unpacked / "top.txt").read_bytes()
     assert run.get("deps")["file:data.zip"]["file:data.zip"]["paths"] == ["top.txt", "train"]
     # A second run uses what is unpacked.
     assert cli("run", "use", "-y").exit_code == 0
@@ -408,7 +414,7 @@ def test_url_is_downloaded_once_into_the_cache(cli, guild_home, proj, server):
     cached = guild_home / "cache" / "resources" / digest / "weights.bin"
     assert cached.read_text() == "w"
     run = newest(guild_home, "use")
-    assert (run.path / "weights.bin").resolve() == cached.resolve()
+    assert (run.path / "weights.bin").read_bytes() == cached.read_bytes()
     assert run.get("deps") == {url: {url: {"uri": url, "paths": ["weights.bin"]}}}
 
 
@@ -636,7 +642,7 @@ def test_restart_never_removes_what_lies_outside_the_run(cli, guild_home, proj):
     out = cli("run", "--restart", run.id, "-y")
     assert out.exit_code == 0, out.stderr
     assert (proj.path / "data.csv").read_text() == "a,b\n1,2\n"
-    assert (run.path / "data.csv").is_symlink()
+    assert (run.path / "data.csv").read_text() == "a,b\n1,2\n"
 
 
 def test_same_dependency_twice_and_shared_source_names(cli, project, guild_home):
