@@ -151,10 +151,13 @@ def command(op: dict[str, Any], flags: dict[str, Any]) -> list[str]:
     """Render the command template with flag values."""
     op_cmd = op.get("op-cmd") or {}
     cmd_flags = op_cmd.get("cmd-flags") or {}
+    # Arguments a script's parser reads are encoded as Guild AI encodes
+    # them; a flags launcher reads guild's own encoding.
+    encode = _argparse_value if (op.get("flags-dest") or "args") == "args" else encode_value
     out: list[str] = []
     for arg in op_cmd.get("cmd-args") or []:
         if arg == FLAG_ARGS:
-            out.extend(flag_args(flags, cmd_flags))
+            out.extend(flag_args(flags, cmd_flags, encode))
         else:
             out.append(_subst(arg, flags))
     return out
@@ -195,7 +198,27 @@ def guild_ai_op(op: dict[str, Any], launcher_for: Callable[[str], str | None]) -
     return {**op, "op-cmd": {**op_cmd, "cmd-args": new_args, "cmd-env": env}}
 
 
-def flag_args(flags: dict[str, Any], cmd_flags: dict[str, Any]) -> list[str]:
+def _argparse_value(val: Any) -> str:
+    """A value as Guild AI passes it to an argparse script: a boolean as
+    ``1`` or an empty string (argparse's ``type=bool`` takes any other
+    string for true), a list as its items separated by spaces, a string
+    as it is, other values as Python writes them."""
+    if val is True:
+        return "1"
+    if val is False:
+        return ""
+    if isinstance(val, str):
+        return val
+    if isinstance(val, list):
+        return " ".join(shlex.quote(encode_value(v)) for v in val)
+    if isinstance(val, dict):
+        import pprint
+
+        return pprint.pformat(val)
+    return repr(val) if isinstance(val, float) else str(val)
+
+
+def flag_args(flags: dict[str, Any], cmd_flags: dict[str, Any], encode: Callable[[Any], str] = encode_value) -> list[str]:
     args: list[str] = []
     for name in sorted(flags):
         val = flags[name]
@@ -211,7 +234,7 @@ def flag_args(flags: dict[str, Any], cmd_flags: dict[str, Any]) -> list[str]:
         if split is not None and split is not False:
             args.extend([opt, *_split_value(val, split)])
             continue
-        args.extend([opt, encode_value(val)])
+        args.extend([opt, encode(val)])
     return args
 
 

@@ -259,3 +259,22 @@ def test_runs_restart_across_tools(tmp_path, first, flag, maker):
     for exe in (ours, [GUILD_AI]):
         listed = _run(exe, ["runs", "info", run.id], home, project)
         assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+
+
+def test_argument_encoding_matches_guild_ai(tmp_path):
+    """What an argparse script receives for booleans, lists, mappings and
+    small floats is what Guild AI passes it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "guild.yml").write_text(
+        "enc:\n  main: show\n  flags-dest: args\n  flags:\n"
+        "    yes-flag: yes\n    no-flag: no\n    small: 1.0e-05\n    mapping:\n      default: {a: 1, b: [2, 3]}\n"
+        "    words:\n      default: hello world\n"
+    )
+    (project / "show.py").write_text("import sys\nprint('ARGV=%r' % (sys.argv[1:],))\n")
+    outs = []
+    for exe, home in (([sys.executable, "-m", "guild_core.cli.main"], "ours"), ([GUILD_AI], "theirs")):
+        result = _run(exe, ["run", "enc", "-y"], tmp_path / home, project)
+        assert result.returncode == 0, result.stderr
+        outs.append([line for line in result.stdout.splitlines() if line.startswith("ARGV=")])
+    assert outs[0] == outs[1] and outs[0]
