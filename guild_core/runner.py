@@ -232,7 +232,15 @@ def flag_args(flags: dict[str, Any], cmd_flags: dict[str, Any], encode: Callable
             continue
         split = conf.get("arg-split")
         if split is not None and split is not False:
-            args.extend([opt, *_split_value(val, split)])
+            parts = _split_value(val, split)
+            if encode is _argparse_value:
+                args.extend([opt, *parts])
+            else:
+                # A launcher takes one value: the parts as a list, as
+                # Guild AI gives a split value to a script's globals.
+                from .flags import decode_auto
+
+                args.extend([opt, encode_value([decode_auto(p) for p in parts])])
             continue
         args.extend([opt, encode(val)])
     return args

@@ -169,3 +169,15 @@ def test_arg_skip_keeps_a_flag_off_the_command_line(cli, project):
 def test_null_label_in_help(cli, proj):
     out = cli("run", "train", "--help-op").output
     assert "note" in out and "(default is (none))" in out
+
+
+def test_arg_split_into_module_globals(cli, project):
+    """A split value reaches a globals script as a list (as Guild AI)."""
+    project.write(
+        "guild.yml",
+        "split:\n  main: g\n  flags:\n    x:\n      arg-split: shlex\n    y:\n      arg-split: ':'\n",
+    )
+    project.write("g.py", "x = [1, 2, 3]\ny = []\nprint('x=%s y=%s' % (x, y))\n")
+    result = cli("run", "split", "x=1 2", "y=3:4", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert "x=[1, 2] y=[3, 4]" in result.output
