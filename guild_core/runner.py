@@ -76,9 +76,15 @@ def op_data(opdef: OpDef, launcher: str | None, script_in_run: bool) -> dict[str
     }
     # Ours, beside Guild AI's keys: extra import paths.
     python_path = opdef.data.get("python-path")
+    paths = []
     if python_path:
         paths = [python_path] if isinstance(python_path, str) else list(python_path)
-        data["python-path"] = [os.path.join(str(opdef.project_dir), str(p)) for p in paths]
+        paths = [os.path.join(str(opdef.project_dir), str(p)) for p in paths]
+    main_dir = _main_path(opdef)
+    if main_dir:
+        paths.insert(0, main_dir)
+    if paths:
+        data["python-path"] = paths
     if secrets:
         # Names only: the values stay in guild.yml (see `secret_env`).
         data["secret-env"] = secrets
@@ -129,13 +135,25 @@ def secret_env(run: Run, op: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _main_path(opdef: OpDef) -> str | None:
+    """The directory part of ``main: DIR/module``, relative to the run
+    directory, where the source snapshot puts it."""
+    if opdef.exec is not None or not opdef.main:
+        return None
+    first = shlex.split(opdef.main)[0]
+    return first.rsplit("/", 1)[0] if "/" in first else None
+
+
 def _cmd_args(opdef: OpDef, launcher: str | None, script_in_run: bool) -> list[str]:
     if opdef.exec is not None:
         args = shlex.split(opdef.exec)
         return [FLAG_ARGS if a == "${flag_args}" else a for a in args]
     main_args = shlex.split(opdef.main) if opdef.main is not None else []
     if main_args and not launcher:
-        return ["${python_exe}", "-um", *main_args, FLAG_ARGS]
+        # Guild AI's `main: src/pkg.main`: module pkg.main, imported from
+        # the run's src/ (see `_main_path`).
+        module = main_args[0].rsplit("/", 1)[-1]
+        return ["${python_exe}", "-um", module, *main_args[1:], FLAG_ARGS]
     assert opdef.script is not None
     if script_in_run:
         script = opdef.script.relative_to(opdef.project_dir).as_posix()

@@ -144,3 +144,14 @@ def test_python_path_and_pip_freeze(cli, project):
 
     freeze = Run.for_dir(run_dir).get("pip_freeze")
     assert isinstance(freeze, list) and any(line.lower().startswith("click") for line in freeze)
+
+
+def test_main_with_a_source_directory(cli, project):
+    """Guild AI's `main: src/pkg.main`: module pkg.main from the run's src/."""
+    project.write("guild.yml", "train:\n  main: src/pkg.main\n")
+    project.write("src/pkg/__init__.py", "")
+    project.write("src/pkg/main.py", "from pkg import helper\nprint('value: %d' % helper.VALUE)\n")
+    project.write("src/pkg/helper.py", "VALUE = 7\n")
+    result = cli("run", "train", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert "value: 7" in result.output
