@@ -1355,8 +1355,9 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
             opdef.script = script
             # Flags that go to a config file are that file's values.
             info = detect(config if config is not None else script)
-            if info is not None and isinstance(dest, str) and dest.startswith("global:"):
-                info = _mapping_flags(gf, data, info, dest[len("global:"):], script)
+            mapping_name = _mapping_dest(dest)
+            if info is not None and mapping_name:
+                info = _mapping_flags(gf, data, info, mapping_name, dest, script)
             if info is not None:
                 flagdefs = _merge_imported(flagdefs, info.flags, data.get("flags-import"), data.get("flags-import-skip"))
                 dest = dest or info.dest
@@ -1367,7 +1368,17 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
     return opdef
 
 
-def _mapping_flags(gf: Path, data: dict, info: FlagsInfo, name: str, script: Path) -> FlagsInfo:
+def _mapping_dest(dest: Any) -> str | None:
+    """NAME of ``flags-dest: global:NAME`` (or Guild AI's other spelling,
+    ``dict:NAME``)."""
+    if isinstance(dest, str):
+        for prefix in ("global:", "dict:"):
+            if dest.startswith(prefix):
+                return dest[len(prefix):]
+    return None
+
+
+def _mapping_flags(gf: Path, data: dict, info: FlagsInfo, name: str, dest: str, script: Path) -> FlagsInfo:
     """``flags-dest: global:NAME``: the flags are the keys of the
     script's module-level dict NAME (nested ones dotted)."""
     from .flags import dotted
@@ -1376,10 +1387,10 @@ def _mapping_flags(gf: Path, data: dict, info: FlagsInfo, name: str, script: Pat
     if mapping is None:
         raise OpDefError(
             f"{gf}:{_line(data, 'flags-dest')}: {script.name} defines no module-level "
-            f"dict '{name}' for flags-dest global:{name}"
+            f"dict '{name}' for flags-dest {dest}"
         )
     flags = {key: FlagDef(key, default=val) for key, val in dotted(mapping).items()}
-    return FlagsInfo(flags, f"global:{name}")
+    return FlagsInfo(flags, dest)
 
 
 def _config_dest_file(gf: Path, data: dict, project_dir: Path) -> Path | None:

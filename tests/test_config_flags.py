@@ -110,3 +110,12 @@ def test_module_dict_missing(cli, project, guild_home):
     result = cli("run", "train", "-y")
     assert result.exit_code == 1
     assert "train.py defines no module-level dict 'nope' for flags-dest global:nope" in result.stderr
+
+
+def test_dict_dest_is_global_dest(cli, project, guild_home):
+    """Guild AI's `dict:NAME` spelling of `global:NAME`."""
+    project.write("guild.yml", "train:\n  main: train\n  flags-dest: dict:params\n  flags-import: all\n")
+    project.write("train.py", DICT_TRAIN)
+    result = cli("run", "train", "model.act=tanh", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert "'act': 'tanh'" in result.output

@@ -185,8 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     except (SyntaxError, ValueError) as e:  # ValueError: null bytes
         _script_error(e)
     dest = os.environ.get("FLAGS_DEST", "")
-    if dest.startswith("global:"):
-        init_globals = apply_mapping_flags(tree, dest[len("global:"):], flags)
+    if dest.startswith(("global:", "dict:")):
+        init_globals = apply_mapping_flags(tree, dest.split(":", 1)[1], flags)
     else:
         init_globals = apply_flags(tree, flags)
     try:

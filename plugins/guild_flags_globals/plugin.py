@@ -75,5 +75,6 @@ def detect_flags(source: str, filename: str = "<script>") -> FlagsInfo:
 
 @hookimpl(trylast=True)
 def guild_flags_launcher(dest: str) -> str | None:
-    # "global:NAME": the flags are the keys of the module's dict NAME.
-    return LAUNCHER if dest == DEST or dest.startswith("global:") else None
+    # "global:NAME" (or "dict:NAME"): the flags are the keys of the
+    # module's dict NAME.
+    return LAUNCHER if dest == DEST or dest.startswith(("global:", "dict:")) else None
