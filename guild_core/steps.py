@@ -61,6 +61,22 @@ _RUN_OPTIONS = {
     "--yes": (False, None),
 }
 
+# Other `guild run` options Guild AI 0.9 reads in a step and ignores (it
+# warns): skipped here with a warning, with the value of those that take
+# one. Batch options are refused instead: ignoring them would quietly
+# run one run where Guild AI runs a batch.
+_IGNORED_VALUE_OPTIONS = {
+    "-c", "--comment", "-d", "--run-dir", "--stage-dir", "--proto",
+    "--debug-sourcecode", "--gpus", "-r", "--remote", "--stop-after",
+    "-D", "--dep", "--pidfile", "--start", "--restart", "--test-output-scalars",
+}
+_BATCH_OPTIONS = {
+    "-o", "--optimizer", "-O", "--optimize", "-m", "--max-trials", "--trials",
+    "-Fo", "--opt-flag", "-N", "--minimize", "-X", "--maximize", "--random-seed",
+    "--save-trials", "--print-trials", "--init-trials", "--stage-trials",
+    "-bl", "--batch-label", "-bt", "--batch-tag", "-bc", "--batch-comment",
+}
+
 _REF_P = re.compile(r"\$\{([^}]+)\}")
 
 
@@ -218,7 +234,13 @@ def _parse_run_args(args: list[str], where: str, spec: str):
             name, eq, inline = arg.partition("=")
             option = _RUN_OPTIONS.get(name)
             if option is None:
-                raise GuildError(f"invalid {where}: option {name} is not supported in a step ({spec!r})")
+                if name in _BATCH_OPTIONS:
+                    raise GuildError(f"invalid {where}: option {name} is not supported in a step ({spec!r}: a step runs one run)")
+                _warn_ignored(where, name)
+                if name in _IGNORED_VALUE_OPTIONS and not eq:
+                    i += 1
+                i += 1
+                continue
             takes_value, key = option
             if takes_value:
                 if eq:
@@ -241,6 +263,12 @@ def _parse_run_args(args: list[str], where: str, spec: str):
             raise GuildError(f"invalid {where}: invalid argument {arg!r} in {spec!r} (expected NAME=VALUE)")
         i += 1
     return opspec, opts, assigns
+
+
+def _warn_ignored(where: str, name: str) -> None:
+    import sys
+
+    sys.stderr.write(f"WARNING: {where}: option {name} is ignored in a step\n")
 
 
 def _mapping_flags(data: Any, where: str) -> dict[str, str]:

@@ -378,7 +378,7 @@ differs:
         ("- '   '", "guild: invalid step 1 of bad: 'run' must name an operation"),
         ("- null", "guild: invalid step 1 of bad: expected an operation or a mapping"),
         ("- train lr=${nope}", "guild: invalid step 1 of bad: flag 'lr': '${nope}' names no flag of the pipeline"),
-        ("- train --stage", "guild: invalid step 1 of bad: option --stage is not supported in a step"),
+        ("- train -m 3", "guild: invalid step 1 of bad: option -m is not supported in a step"),
         ("- train x", "guild: invalid step 1 of bad: invalid argument 'x'"),
         ("- train msg='a", "guild: invalid step 1 of bad: no closing quotation"),
         ("- run: train\n      expect:\n        - output: '('", "guild: invalid step 1 of bad: invalid regular expression '('"),
@@ -605,3 +605,18 @@ later:
     assert result.stderr.startswith("guild: step 1 of later (prepare): cannot find operation prepare")
     assert len(runs(cli)) == 2
     assert Run.for_dir(guild_home / "runs" / pipe_id).status == "completed"
+
+
+def test_other_run_options_in_a_step_are_ignored_with_a_warning(cli, guild_home, steps_project):
+    """As Guild AI: `--stage`, `--run-dir DIR`... in a step's run string
+    are ignored, with a warning, and the step runs."""
+    steps_project.write(
+        "guild.yml",
+        "prep:\n  main: step\nignored:\n  steps:\n    - prep --run-dir /tmp/nowhere --stage\n",
+    )
+    result = cli("run", "ignored", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert "option --run-dir is ignored in a step" in result.stderr
+    assert "option --stage is ignored in a step" in result.stderr
+    statuses = {r["operation"]: r["status"] for r in json.loads(cli("runs", "--json").output)}
+    assert statuses == {"ignored": "completed", "prep": "completed"}
