@@ -618,11 +618,13 @@ def _place(res: Resolved, run_dir: Path, flags, op, installed: set[Path], source
         if rel.startswith("..") or os.path.isabs(rel):
             raise GuildError(f"cannot install '{name}': it would be outside the run")
         if os.path.lexists(dest):
-            if dest in installed:
-                raise GuildError(f"cannot install '{rel}' for '{res.dep.key}': another dependency installed it")
             if not (replace or _from_sourcecode(dest, rel.replace(os.sep, "/"), sourcecode)):
-                what = f"from run {res.runs[0].short_id}" if res.runs else f"for '{res.dep.key}'"
-                raise GuildError(f"cannot install '{rel}' {what}: the run already has that file")
+                # As Guild AI: what is there (another dependency's file)
+                # stays, unless `replace-existing: yes`.
+                import sys
+
+                sys.stderr.write(f"WARNING: {rel} already exists, skipping it for '{res.dep.key}'\n")
+                continue
             # The source-code snapshot's copy gives way to the
             # dependency, as Guild AI keeps dependencies out of it.
             _remove(dest)

@@ -660,3 +660,20 @@ def test_same_dependency_twice_and_shared_source_names(cli, project, guild_home)
     assert result.exit_code == 0, result.stderr
     run_dir = Path(json.loads(cli("runs", "info", "--json").output)["run_dir"])
     assert (run_dir / "file-1").read_text() == "one\n" and (run_dir / "copy-1").read_text() == "one\n"
+
+
+def test_a_placed_file_stays_unless_replace_existing(cli, project, guild_home):
+    """As Guild AI: a dependency whose file is already there is skipped
+    with a warning, or replaces it with `replace-existing: yes`."""
+    project.write("file-0", "zero\n")
+    project.write("file-1", "one\n")
+    deps = "    - file: file-0\n      rename: file-0 file-1\n    - file: file-1\n"
+    project.write("guild.yml", f"keep:\n  main: guild.pass\n  requires:\n{deps}"
+                  f"replace:\n  main: guild.pass\n  requires:\n{deps}      replace-existing: yes\n")
+    result = cli("run", "keep", "-y")
+    assert result.exit_code == 0 and "file-1 already exists, skipping it" in result.stderr
+    run_dir = Path(json.loads(cli("runs", "info", "--json").output)["run_dir"])
+    assert (run_dir / "file-1").read_text() == "zero\n"
+    assert cli("run", "replace", "-y").exit_code == 0
+    run_dir = Path(json.loads(cli("runs", "info", "--json").output)["run_dir"])
+    assert (run_dir / "file-1").read_text() == "one\n"
