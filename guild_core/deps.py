@@ -27,6 +27,7 @@ attribute.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -179,6 +180,37 @@ class Resolved:
 
 def _truthy(val: Any) -> bool:
     return val is True or (isinstance(val, str) and val.lower() in ("yes", "true"))
+
+
+_FLAG_REF_P = re.compile(r"\$\{([^}]+)\}")
+
+
+def with_flag_refs(deps: list[Dependency], flags: dict[str, Any]) -> list[Dependency]:
+    """`deps` with ``${flag}`` references in their definitions (a source
+    path, a rename) replaced by the run's flag values, as Guild AI
+    resolves them; a reference to no flag is an error."""
+    from .flags import encode_value
+
+    def subst(val: Any, dep: Dependency) -> Any:
+        if isinstance(val, str) and "${" in val:
+            def repl(m):
+                name = m.group(1)
+                if name not in flags or flags[name] is None:
+                    raise GuildError(f"dependency '{dep.name}': '${{{name}}}' names no flag with a value")
+                return encode_value(flags[name])
+
+            return _FLAG_REF_P.sub(repl, val)
+        if isinstance(val, list):
+            return [subst(v, dep) for v in val]
+        if isinstance(val, dict):
+            return {k: subst(v, dep) for k, v in val.items()}
+        return val
+
+    out = []
+    for dep in deps:
+        spec = subst(dep.spec, dep)
+        out.append(dataclasses.replace(dep, spec=spec) if spec != dep.spec else dep)
+    return out
 
 
 def dependencies(requires: Any, kinds: set[str] | None = None) -> list[Dependency]:

@@ -677,3 +677,22 @@ def test_a_placed_file_stays_unless_replace_existing(cli, project, guild_home):
     assert cli("run", "replace", "-y").exit_code == 0
     run_dir = Path(json.loads(cli("runs", "info", "--json").output)["run_dir"])
     assert (run_dir / "file-1").read_text() == "one\n"
+
+
+def test_flag_references_in_dependencies(cli, project, guild_home):
+    """As Guild AI: ${flag} in a source path or a rename takes the run's
+    value; a reference to no flag is one line and no run."""
+    project.write("foo-file.txt", "foo\n")
+    project.write("bar-file.txt", "bar\n")
+    project.write(
+        "guild.yml",
+        "pick:\n  main: guild.pass\n  flags:\n    which:\n      default: foo\n      arg-skip: yes\n"
+        "  requires:\n    - file: ${which}-file.txt\n      name: data\n      rename: ${which}-file.txt chosen.txt\n"
+        "broken:\n  main: guild.pass\n  requires:\n    - file: ${nope}.txt\n",
+    )
+    assert cli("run", "pick", "which=bar", "-y").exit_code == 0
+    run_dir = Path(json.loads(cli("runs", "info", "--json").output)["run_dir"])
+    assert (run_dir / "chosen.txt").read_text() == "bar\n"
+    result = cli("run", "broken", "-y")
+    assert result.exit_code == 1 and "'${nope}' names no flag with a value" in result.stderr
+    assert len(list((guild_home / "runs").iterdir())) == 1

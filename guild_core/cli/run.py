@@ -116,7 +116,7 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         from guild_core.cli.batch import BatchArgs, run_batch
 
         # One selection for every trial, made before the batch exists.
-        resolved = _resolve(deps, dep_values, opdef.project_dir)
+        resolved = _resolve(deps, dep_values, opdef.project_dir, flag_vals)
         run_batch(opdef, flag_vals, user_flags, BatchArgs(**batch_opts), yes=yes, stage=stage, quiet=quiet, run_params=run_params, deps=resolved)
         return
     # With no flag values to deliver, the script runs as it is: a launcher
@@ -127,7 +127,7 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         op = runner.op_data(opdef, launcher, script_in_run=True)
         click.echo(" ".join(shlex.quote(a) for a in runner.command(op, flag_vals)))
         return
-    resolved = _resolve(deps, dep_values, opdef.project_dir)
+    resolved = _resolve(deps, dep_values, opdef.project_dir, flag_vals)
     action = "stage" if stage else "run"
     if not yes and not confirm(_preview(f"You are about to {action} {opdef.name}", flag_vals, resolved)):
         sys.exit(1)
@@ -262,7 +262,7 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
         # before (ids, `where ...`) is kept unless a new one is given.
         for name, value in _recorded_dep_values(run).items():
             dep_values.setdefault(name, value)
-        resolved = _resolve(deps, dep_values, run.project_dir or ".")
+        resolved = _resolve(deps, dep_values, run.project_dir or ".", flag_vals)
     if not yes and not confirm(_preview(f"You are about to start {run.id} ({run.op_name})", flag_vals, resolved)):
         sys.exit(1)
     if adopted is not None:
@@ -367,12 +367,15 @@ def _recorded_dep_values(run) -> dict:
     return values
 
 
-def _resolve(deps, values: dict, project_dir):
+def _resolve(deps, values: dict, project_dir, flags: dict | None = None):
     """Resolve dependencies before anything is created: an unmet one is
-    an error and no run is left behind."""
+    an error and no run is left behind. `flags` fill in ``${flag}``
+    references in their definitions."""
     if not deps:
         return []
     from guild_core import deps as depslib
+
+    deps = depslib.with_flag_refs(deps, flags or {})
     from guild_core import select
     from guild_core.registry import Registry
 
