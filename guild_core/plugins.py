@@ -176,3 +176,18 @@ def call_lifecycle(pm: pluggy.PluginManager, hook_name: str, **kwargs) -> None:
             impl.function(**{name: kwargs[name] for name in impl.argnames})
         except Exception as e:
             sys.stderr.write(f"WARNING: plugin {impl.plugin_name} failed in {hook_name}: {e}\n")
+
+
+def flag_detector(pm: pluggy.PluginManager):
+    """``detect(script) -> FlagsInfo | None`` through `guild_detect_flags`,
+    as `opdef.resolve` takes it."""
+    from .errors import GuildError
+
+    def detect(script):
+        try:
+            source = script.read_text(errors="replace")
+        except OSError as e:
+            raise GuildError(f"cannot read {script}: {e.strerror}") from None
+        return pm.hook.guild_detect_flags(script=script, source=source)
+
+    return detect

@@ -709,7 +709,7 @@ def main() -> int:
         sys.stderr.write(f"guild: run {run.short_id} is not a pipeline of a guild.yml\n")
         return 1
     pm = plugins.get_plugin_manager()
-    detect = _detector(pm)
+    detect = plugins.flag_detector(pm)
     params = run.get("run_params") or {}
 
     def warn(msg):
@@ -773,17 +773,6 @@ def _stopped(signum: int) -> None:
     sys.stderr.flush()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
-
-
-def _detector(pm):
-    def detect(script: Path):
-        try:
-            source = script.read_text(errors="replace")
-        except OSError as e:
-            raise GuildError(f"cannot read {script}: {e.strerror}") from None
-        return pm.hook.guild_detect_flags(script=script, source=source)
-
-    return detect
 
 
 def _resolve_deps(pm, planned: Planned, runs: list[Run]):

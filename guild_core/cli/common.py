@@ -42,15 +42,9 @@ def plugin_manager():
 
 def flag_detector(pm):
     """``detect(script) -> FlagsInfo | None`` through the plugin hook."""
+    from guild_core.plugins import flag_detector as detector
 
-    def detect(script: Path):
-        try:
-            source = script.read_text(errors="replace")
-        except OSError as e:
-            raise GuildError(f"cannot read {script}: {e.strerror}") from None
-        return pm.hook.guild_detect_flags(script=script, source=source)
-
-    return detect
+    return detector(pm)
 
 
 def flags_launcher(pm, dest: str) -> str | None:
