@@ -214,10 +214,12 @@ class Run:
         self.write_attr("started", util.now_micros())
 
     def record_end(self, exit_status: int) -> None:
-        """The run has ended: its exit status, stop time, and no LOCK."""
+        """The run has ended: its exit status, stop time, and no LOCK (nor
+        the room the runner kept to record this, when `guild stop` records
+        the end of a run whose guild was killed)."""
         self.write_attr("exit_status", exit_status)
         self.write_attr("stopped", util.now_micros())
-        self.clear_markers("LOCK", "LOCK.proc")
+        self.clear_markers("LOCK", "LOCK.proc", ".reserve")
 
     # -- status -------------------------------------------------------
     #
