@@ -1347,7 +1347,9 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
         # its dependencies (a summary of runs, a staging step).
         opdef.exec = "${python_exe} -c pass"
     if opdef.exec is None:
-        opdef.main = data.get("main") or op_name
+        # Without main, the module named for the operation, as Guild AI
+        # names it: no ".py", "-" as "_" (op json-decodable runs json_decodable).
+        opdef.main = data.get("main") or _safe_module_name(op_name)
         module = shlex.split(opdef.main)[0]
         script = _module_path(project_dir, module)
         config = _config_dest_file(gf, data, project_dir)
@@ -1467,6 +1469,12 @@ def _typed(flagdef: FlagDef) -> FlagDef:
         elif isinstance(d, str):
             flagdef.type = "string"
     return flagdef
+
+
+def _safe_module_name(name: str) -> str:
+    if name.lower().endswith(".py"):
+        name = name[:-3]
+    return name.replace("-", "_")
 
 
 def _module_path(project_dir: Path, module: str) -> Path | None:

@@ -83,6 +83,11 @@ def op_data(opdef: OpDef, launcher: str | None, script_in_run: bool) -> dict[str
     main_dir = _main_path(opdef)
     if main_dir:
         paths.insert(0, main_dir)
+    dest = opdef.sourcecode.dest
+    if opdef.exec is None and dest not in (".", "", None):
+        # The source snapshot's place in the run is where its modules
+        # import from, as Guild AI puts it on the path.
+        paths.insert(0, dest)
     if paths:
         data["python-path"] = paths
     if secrets:

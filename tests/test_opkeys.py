@@ -155,3 +155,18 @@ def test_main_with_a_source_directory(cli, project):
     result = cli("run", "train", "-y")
     assert result.exit_code == 0, result.stderr
     assert "value: 7" in result.output
+
+
+def test_default_main_and_sourcecode_dest(cli, project):
+    """As Guild AI: an operation without main runs the module named for it
+    ("-" as "_"), and modules copied under sourcecode dest import."""
+    project.write("guild.yml", "json-decodable:\n  flags: {}\nin-src:\n  main: show\n  sourcecode:\n    dest: src\n")
+    project.write("json_decodable.py", "print('decoded')\n")
+    project.write("show.py", "import helper\nprint('helper: %s' % helper.X)\n")
+    project.write("helper.py", "X = 3\n")
+    result = cli("run", "json-decodable", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert "decoded" in result.output
+    result = cli("run", "in-src", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert "helper: 3" in result.output
