@@ -50,7 +50,11 @@ def home_runs(cli, guild_home, project):
     ago = {"a best": datetime.timedelta(days=3), "b": datetime.timedelta(days=2),
            "c": datetime.timedelta(days=1), "d best": datetime.timedelta(hours=1)}
     for name, delta in ago.items():
-        runs[name].write_attr("started", int((now - delta).timestamp() * 1e6))
+        started = now - delta
+        if name == "d best":
+            # Today, even in the first hour after midnight.
+            started = max(started, datetime.datetime.combine(now.date(), datetime.time(0, 0, 1)))
+        runs[name].write_attr("started", int(started.timestamp() * 1e6))
     runs["b"].write_attr("marked", True)
     return runs
 
