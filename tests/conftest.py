@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,3 +109,25 @@ def sh(guild_home):
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+def wait_for(pred, timeout=20.0, what="condition"):
+    """`pred()`'s first true value, polled until `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        val = pred()
+        if val:
+            return val
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def procs():
+    """Processes a test starts; killed after it, even when it fails."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

@@ -13,6 +13,8 @@ import pytest
 
 from guild_core.run import Run
 
+from conftest import wait_for
+
 SLOW = """
 import time
 for i in range(600):
@@ -21,29 +23,9 @@ for i in range(600):
 """
 
 
-def wait_for(pred, timeout=20.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        val = pred()
-        if val:
-            return val
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def the_run(home: Path) -> Run:
     runs = wait_for(lambda: [p for p in (home / "runs").glob("*") if not p.name.startswith(".")], what="run dir")
     return Run.for_dir(runs[0])
-
-
-@pytest.fixture
-def procs():
-    started: list[subprocess.Popen] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
 
 
 def spawn(procs, args, cwd, **kw):

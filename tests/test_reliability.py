@@ -19,17 +19,9 @@ import pytest
 
 from guild_core.run import Run
 
+from conftest import wait_for
+
 TRAIN = "x = 1\nprint('loss: %s' % (1.0 / x))\n"
-
-
-def wait_for(pred, timeout=20.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        val = pred()
-        if val:
-            return val
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def run_dirs(home: Path, where: str = "runs") -> list[Path]:
@@ -46,16 +38,6 @@ def hidden(root: Path) -> list[str]:
 def no_traceback(result) -> None:
     assert "Traceback" not in result.stderr, result.stderr
     assert "Traceback" not in result.output, result.output
-
-
-@pytest.fixture
-def procs():
-    started: list[subprocess.Popen] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
 
 
 def spawn(procs, *args, cwd=None, env=None, **kw) -> subprocess.Popen:
