@@ -191,3 +191,16 @@ def flag_detector(pm: pluggy.PluginManager):
         return pm.hook.guild_detect_flags(script=script, source=source)
 
     return detect
+
+
+def flags_launcher(pm: pluggy.PluginManager, dest: str) -> str | None:
+    """The launcher module that delivers flags to `dest` (a guild.yml
+    ``flags-dest``), through `guild_flags_launcher`; None for args."""
+    from .errors import GuildError
+
+    if dest == "args":
+        return None
+    launcher = pm.hook.guild_flags_launcher(dest=dest)
+    if launcher is None:
+        raise GuildError(f"unsupported flags-dest '{dest}' (no plugin handles it; see 'guild plugins')")
+    return launcher

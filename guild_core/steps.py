@@ -41,15 +41,21 @@ STEP_KEYS = {
     "run", "name", "flags", "needed", "expect", "checks", "isolate-runs",
     "label", "tags", "force-flags",
 }
-# Guild AI's step attributes for batch steps and remote runs: refused,
-# as a step here is always one run.
-UNSUPPORTED_KEYS = {
-    "batch-label", "batch-tags", "fail-on-trial-error", "max-trials",
-    "maximize", "minimize", "opt-flags", "optimize", "optimizer",
-    "random-seed", "remote", "gpus", "no-gpus", "stop-after", "break",
-    "break-on-error", "additional-deps", "opspec",
+# A batch step's attributes (Guild AI's names) and the `BatchOptions`
+# field each sets; `batch-label` and `batch-tags` are the batch run's.
+BATCH_KEYS = {
+    "max-trials": "max_trials", "optimizer": "optimizer", "optimize": "optimize",
+    "opt-flags": "opt_flags", "random-seed": "random_seed", "minimize": "minimize",
+    "maximize": "maximize", "fail-on-trial-error": "fail_on_trial_error",
+    "batch-label": None, "batch-tags": None,
 }
-# Run options a step's run string may hold: (names, takes a value, key).
+# Guild AI's step attributes for remote runs and debugging: refused, as
+# a step here runs locally and unattended.
+UNSUPPORTED_KEYS = {
+    "remote", "gpus", "no-gpus", "stop-after", "break", "break-on-error",
+    "additional-deps", "opspec",
+}
+# Run options a step's run string may hold: (takes a value, key).
 _RUN_OPTIONS = {
     "--needed": (False, "needed"),
     "--force-flags": (False, "force-flags"),
@@ -59,23 +65,39 @@ _RUN_OPTIONS = {
     "-t": (True, "tags"),
     "-y": (False, None),
     "--yes": (False, None),
+    "-o": (True, "optimizer"),
+    "--optimizer": (True, "optimizer"),
+    "-O": (False, "optimize"),
+    "--optimize": (False, "optimize"),
+    "-m": (True, "max-trials"),
+    "--max-trials": (True, "max-trials"),
+    "--trials": (True, "max-trials"),
+    "-Fo": (True, "opt-flags"),
+    "--opt-flag": (True, "opt-flags"),
+    "-N": (True, "minimize"),
+    "--minimize": (True, "minimize"),
+    "-X": (True, "maximize"),
+    "--maximize": (True, "maximize"),
+    "--random-seed": (True, "random-seed"),
+    "-bl": (True, "batch-label"),
+    "--batch-label": (True, "batch-label"),
+    "-bt": (True, "batch-tags"),
+    "--batch-tag": (True, "batch-tags"),
+    "--fail-on-trial-error": (False, "fail-on-trial-error"),
 }
+_REPEATED = {"tags", "opt-flags", "batch-tags"}
 
 # Other `guild run` options Guild AI 0.9 reads in a step and ignores (it
 # warns): skipped here with a warning, with the value of those that take
-# one. Batch options are refused instead: ignoring them would quietly
-# run one run where Guild AI runs a batch.
+# one. Options that only preview or stage a batch are refused: in an
+# unattended pipeline they would quietly run nothing.
 _IGNORED_VALUE_OPTIONS = {
     "-c", "--comment", "-d", "--run-dir", "--stage-dir", "--proto",
     "--debug-sourcecode", "--gpus", "-r", "--remote", "--stop-after",
     "-D", "--dep", "--pidfile", "--start", "--restart", "--test-output-scalars",
+    "-bc", "--batch-comment",
 }
-_BATCH_OPTIONS = {
-    "-o", "--optimizer", "-O", "--optimize", "-m", "--max-trials", "--trials",
-    "-Fo", "--opt-flag", "-N", "--minimize", "-X", "--maximize", "--random-seed",
-    "--save-trials", "--print-trials", "--init-trials", "--stage-trials",
-    "-bl", "--batch-label", "-bt", "--batch-tag", "-bc", "--batch-comment",
-}
+_REFUSED_OPTIONS = {"--save-trials", "--print-trials", "--init-trials", "--stage-trials"}
 
 _REF_P = re.compile(r"\$\{([^}]+)\}")
 
@@ -119,6 +141,19 @@ class Step:
     tags: list[str] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     run_spec: str = ""
+    # Batch options (`BATCH_KEYS`), batch files (`@FILE`), and the batch
+    # run's label and tags: set only for a batch step.
+    batch: dict[str, Any] = field(default_factory=dict)
+    batch_files: list[str] = field(default_factory=list)
+    batch_label: str | None = None
+    batch_tags: list[str] = field(default_factory=list)
+
+    def batch_options(self):
+        """The step's `BatchOptions` (all unset for a step that gives
+        none)."""
+        from .scheduler import BatchOptions
+
+        return BatchOptions(needed=self.needed, batch_files=list(self.batch_files), **self.batch)
 
     def describe(self) -> str:
         """The step as Guild AI shows it: its operation and options."""
@@ -129,6 +164,23 @@ class Step:
             parts += ["--tag", tag]
         if self.needed:
             parts.append("--needed")
+        if self.batch_label:
+            parts += ["--batch-label", self.batch_label]
+        for tag in self.batch_tags:
+            parts += ["--batch-tag", tag]
+        b = self.batch
+        if b.get("max_trials"):
+            parts += ["--max-trials", str(b["max_trials"])]
+        for name in ("minimize", "maximize", "optimizer", "random_seed"):
+            if b.get(name) is not None:
+                parts += ["--" + name.replace("_", "-"), str(b[name])]
+        for assign in b.get("opt_flags") or ():
+            parts += ["--opt-flag", assign]
+        if b.get("optimize"):
+            parts.append("--optimize")
+        if b.get("fail_on_trial_error"):
+            parts.append("--fail-on-trial-error")
+        parts += ["@" + f for f in self.batch_files]
         parts += [f"{n}={_quote(v)}" for n, v in sorted(self.flags.items())]
         return " ".join(parts)
 
@@ -166,8 +218,8 @@ def _parse_step(data, index, pipeline, parent_flags, model, label, tags, warn) -
         raise GuildError(f"invalid {where}: expected an operation or a mapping with 'run', got {data!r}")
     for key in data:
         if key in UNSUPPORTED_KEYS:
-            raise GuildError(f"invalid {where}: '{key}' is not supported (a step runs one run, not a batch or remote run)")
-        if key not in STEP_KEYS and warn:
+            raise GuildError(f"invalid {where}: '{key}' is not supported in a step (a step runs here, unattended)")
+        if key not in STEP_KEYS and key not in BATCH_KEYS and warn:
             warn(f"{where}: unknown attribute '{key}' (ignored)")
     spec = data.get("run")
     if not isinstance(spec, str) or not spec.strip():
@@ -176,11 +228,11 @@ def _parse_step(data, index, pipeline, parent_flags, model, label, tags, warn) -
         args = shlex.split(spec)
     except ValueError as e:
         raise GuildError(f"invalid {where}: {str(e).lower()} in {spec!r}") from None
-    opspec, opts, assigns = _parse_run_args(args, where, spec)
+    opspec, opts, assigns, batch_files = _parse_run_args(args, where, spec)
     data = dict(data)
     for key, val in opts.items():
-        if key == "tags":
-            data["tags"] = list(_as_list(data.get("tags"))) + val
+        if key in _REPEATED:
+            data[key] = list(_as_list(data.get(key))) + val
         else:
             data.setdefault(key, val)
     if model and ":" not in opspec:
@@ -218,7 +270,42 @@ def _parse_step(data, index, pipeline, parent_flags, model, label, tags, warn) -
         tags=[_resolve_refs(t, parent_flags, f"{where}: tag", strict=False) or "" for t in step_tags],
         checks=_parse_checks(data, where),
         run_spec=spec,
+        batch=_batch_options(data, where, parent_flags),
+        batch_files=batch_files,
+        batch_label=_resolve_refs(str(data["batch-label"]), parent_flags, f"{where}: batch-label", strict=False) if data.get("batch-label") is not None else None,
+        batch_tags=[_resolve_refs(str(t), parent_flags, f"{where}: batch tag", strict=False) or "" for t in _as_list(data.get("batch-tags"))],
     )
+
+
+def _batch_options(data: dict, where: str, parent_flags: dict[str, Any]) -> dict[str, Any]:
+    """`BatchOptions` fields from a step's batch attributes."""
+    out: dict[str, Any] = {}
+    for key, field_name in BATCH_KEYS.items():
+        val = data.get(key)
+        if field_name is None or val is None:
+            continue
+        if field_name in ("optimize", "fail_on_trial_error"):
+            out[field_name] = _flag(data, key, False, where)
+        elif field_name == "opt_flags":
+            out[field_name] = [
+                _resolve_refs(str(a), parent_flags, f"{where}: opt-flag") or ""
+                for a in (_opt_flag_list(val, where))
+            ]
+        elif field_name in ("max_trials", "random_seed"):
+            val = _resolve_refs(str(val), parent_flags, f"{where}: {key}")
+            try:
+                out[field_name] = int(val)
+            except (TypeError, ValueError):
+                raise GuildError(f"invalid {where}: {key} must be an integer (got {val!r})") from None
+        else:
+            out[field_name] = _resolve_refs(str(val), parent_flags, f"{where}: {key}")
+    return out
+
+
+def _opt_flag_list(val: Any, where: str) -> list[str]:
+    if isinstance(val, dict):
+        return [f"{n}={v if isinstance(v, str) else flagslib.encode_value(v)}" for n, v in val.items()]
+    return [str(a) for a in _as_list(val)]
 
 
 def _parse_run_args(args: list[str], where: str, spec: str):
@@ -227,15 +314,18 @@ def _parse_run_args(args: list[str], where: str, spec: str):
         raise GuildError(f"invalid {where}: {spec!r} must start with an operation name")
     opts: dict[str, Any] = {}
     assigns: dict[str, str] = {}
+    batch_files: list[str] = []
     i = 1
     while i < len(args):
         arg = args[i]
-        if arg.startswith("-"):
+        if arg.startswith("@") and len(arg) > 1:
+            batch_files.append(arg[1:])
+        elif arg.startswith("-"):
             name, eq, inline = arg.partition("=")
             option = _RUN_OPTIONS.get(name)
             if option is None:
-                if name in _BATCH_OPTIONS:
-                    raise GuildError(f"invalid {where}: option {name} is not supported in a step ({spec!r}: a step runs one run)")
+                if name in _REFUSED_OPTIONS:
+                    raise GuildError(f"invalid {where}: option {name} is not supported in a step ({spec!r}: a pipeline runs its steps unattended)")
                 _warn_ignored(where, name)
                 if name in _IGNORED_VALUE_OPTIONS and not eq:
                     i += 1
@@ -250,8 +340,8 @@ def _parse_run_args(args: list[str], where: str, spec: str):
                     val = args[i]
                 else:
                     raise GuildError(f"invalid {where}: option {name} requires a value ({spec!r})")
-                if key == "tags":
-                    opts.setdefault("tags", []).append(val)
+                if key in _REPEATED:
+                    opts.setdefault(key, []).append(val)
                 else:
                     opts[key] = val
             elif key:
@@ -262,7 +352,7 @@ def _parse_run_args(args: list[str], where: str, spec: str):
         else:
             raise GuildError(f"invalid {where}: invalid argument {arg!r} in {spec!r} (expected NAME=VALUE)")
         i += 1
-    return opspec, opts, assigns
+    return opspec, opts, assigns, batch_files
 
 
 def _warn_ignored(where: str, name: str) -> None:
@@ -375,6 +465,7 @@ class Planned:
     flags: dict[str, Any]
     user_flags: dict[str, Any]
     steps: list["Planned"] | None = None  # a step that is itself a pipeline
+    batch: Any = None  # `BatchOptions` of a batch step
 
 
 def plan(
@@ -386,11 +477,13 @@ def plan(
     tags: list[str] | None = None,
     steps_data: Any = None,
     warn: Callable[[str], None] | None = None,
+    registry=None,
     _stack: tuple[str, ...] = (),
 ) -> list[Planned]:
     """Each step of the pipeline `opdef` with its operation and typed
-    flags; steps that are pipelines are planned too. Raises `GuildError`
-    for the first bad step."""
+    flags; steps that are pipelines are planned too. With `registry`,
+    a batch step's optimizer and batch files are checked too. Raises
+    `GuildError` for the first bad step."""
     from . import opdef as opdeflib
 
     stack = _stack + (opdef.name,)
@@ -417,15 +510,26 @@ def plan(
             if str(e).startswith("unsupported flag"):
                 hint = f"Try 'guild run {step_opdef.name} --help-op' for a list of flags."
             raise GuildError(f"{where}: {e}", hint=hint or e.hint) from None
-        from . import flagfuncs
+        from . import scheduler
 
-        for name in flagfuncs.batch_names(user, step_opdef.flagdefs):
-            if isinstance(vals[name], list) or flagfuncs.is_function(vals[name]):
-                raise GuildError(f"{where}: flag {name}={step.flags.get(name)} would run a batch; a step runs one run")
+        batch = None
+        options = step.batch_options()
+        if options.wants_batch() or step.batch or scheduler.is_batch(vals, user, step_opdef.flagdefs):
+            batch = options
+            # Batch files are named from the project, as they are where
+            # the pipeline was started.
+            batch.batch_files = [str(Path(project, f)) for f in batch.batch_files]
+            if registry is not None:
+                try:
+                    scheduler.plan(step_opdef, vals, user, batch, registry)
+                except GuildError as e:
+                    raise GuildError(f"{where}: {e}", hint=e.hint) from None
         nested = None
         if is_pipeline(step_opdef):
-            nested = plan(step_opdef, vals, detect, label=step.label, tags=step.tags, warn=warn, _stack=stack)
-        out.append(Planned(step, step_opdef, vals, user, nested))
+            if batch is not None:
+                raise GuildError(f"{where}: pipeline {step_opdef.name} cannot run as a batch: give each flag one value")
+            nested = plan(step_opdef, vals, detect, label=step.label, tags=step.tags, warn=warn, registry=registry, _stack=stack)
+        out.append(Planned(step, step_opdef, vals, user, nested, batch))
     return out
 
 
@@ -605,8 +709,10 @@ class Driver:
     `runs`; `start(run)` runs a step run and returns its exit status.
     """
 
-    def __init__(self, pipeline: Run, planned: list[Planned], *, needed: bool, launcher, resolve_deps, start, out=None, quiet=False):
+    def __init__(self, pipeline: Run, planned: list[Planned], *, needed: bool, launcher, resolve_deps, start, registry=None, out=None, quiet=False):
         self.quiet = quiet
+        # Optimizers and batch-file formats, for batch steps.
+        self.registry = registry
         self.pipeline = pipeline
         self.planned = planned
         self.needed = needed
@@ -629,7 +735,7 @@ class Driver:
         for p in self.planned:
             step = p.step
             self.say(f"Running {step.name}: {step.describe()}")
-            if self.needed or step.needed:
+            if (self.needed or step.needed) and p.batch is None:
                 matches = matching_runs(p.opdef, p.flags, select.all_runs())
                 if matches:
                     self._skip(p, matches)
@@ -651,19 +757,57 @@ class Driver:
                 "needed": step.needed,
                 "force_flags": step.force_flags,
             }
-            run = runner.create_run(
-                opdef, p.flags, p.user_flags, launcher,
-                label=step.label, tags=step.tags or None, run_params=run_params, deps=deps,
-                attrs={"steps": p.opdef.data.get("steps")} if is_pipe else None,
-            )
-            link_step(self.pipeline, step.name, run)
-            status = self.start(run)
+            if p.batch is not None:
+                run, status = self._run_batch(p, deps, run_params)
+            else:
+                run = runner.create_run(
+                    opdef, p.flags, p.user_flags, launcher,
+                    label=step.label, tags=step.tags or None, run_params=run_params, deps=deps,
+                    attrs={"steps": p.opdef.data.get("steps")} if is_pipe else None,
+                )
+                link_step(self.pipeline, step.name, run)
+                status = self.start(run)
+            if status is None:
+                continue  # skipped: --needed found it done
             if status != 0:
                 return status
             failed = self._check(p, run)
             if failed:
                 return CHECK_FAILED
         return 0
+
+    def _run_batch(self, p: Planned, deps, run_params) -> tuple[Run, int | None]:
+        """Run a batch step through the batch scheduler, as ``guild run``
+        runs a batch: the step's link names the batch run. With
+        ``--needed``, a batch that ran the same trials already is the
+        step's run (status None: nothing ran)."""
+        from . import runner, scheduler
+
+        step = p.step
+        plan = scheduler.plan(p.opdef, p.flags, p.user_flags, p.batch, self.registry)
+        if self.needed or step.needed:
+            from . import select
+
+            matches = scheduler.matching_batches(plan, select.all_runs())
+            if matches:
+                self._skip(p, matches)
+                return matches[0], None
+        run_params = {**run_params, "batch_label": step.batch_label, "batch_tags": list(step.batch_tags)}
+        batch = scheduler.create(plan, self.launcher(p.opdef), run_params)
+        if step.batch_label:
+            batch.write_attr("label", step.batch_label)
+        if step.batch_tags:
+            batch.write_attr("tags", list(step.batch_tags))
+        link_step(self.pipeline, step.name, batch)
+
+        def make_trial(flags, user_flags, staged):
+            launcher = self.launcher(p.opdef) if flags else None
+            return runner.create_run(
+                p.opdef, flags, user_flags, launcher, staged=staged, deps=deps,
+                label=step.label, tags=step.tags or None,
+            )
+
+        return batch, scheduler.drive(batch, plan, make_trial, self.start, out=self.out)
 
     def _skip(self, p: Planned, matches: list[Run]) -> None:
         from .util import format_timestamp
@@ -702,6 +846,7 @@ def main() -> int:
     from . import plugins
     from . import opdef as opdeflib
     from . import runner
+    from .registry import Registry
 
     run = Run.for_dir(os.environ.get("RUN_DIR") or os.getcwd())
     opref = run.opref
@@ -733,12 +878,7 @@ def main() -> int:
         return 0
 
     def launcher(opdef):
-        if opdef.flags_dest == "args":
-            return None
-        found = pm.hook.guild_flags_launcher(dest=opdef.flags_dest)
-        if found is None:
-            raise GuildError(f"unsupported flags-dest '{opdef.flags_dest}' (no plugin handles it; see 'guild plugins')")
-        return found
+        return plugins.flags_launcher(pm, opdef.flags_dest)
 
     def start(step_run):
         return runner.start(
@@ -750,7 +890,7 @@ def main() -> int:
     driver = Driver(
         run, planned, needed=bool(params.get("needed")), launcher=launcher,
         resolve_deps=lambda p, runs: _resolve_deps(pm, p, runs), start=start,
-        quiet=bool(params.get("quiet")),
+        registry=Registry(pm), quiet=bool(params.get("quiet")),
     )
     # SIGTERM between steps ends the pipeline as a step's end would.
     signal.signal(signal.SIGTERM, lambda n, _f: _stopped(n))

@@ -378,13 +378,15 @@ differs:
         ("- '   '", "guild: invalid step 1 of bad: 'run' must name an operation"),
         ("- null", "guild: invalid step 1 of bad: expected an operation or a mapping"),
         ("- train lr=${nope}", "guild: invalid step 1 of bad: flag 'lr': '${nope}' names no flag of the pipeline"),
-        ("- train -m 3", "guild: invalid step 1 of bad: option -m is not supported in a step"),
+        ("- train --print-trials", "guild: invalid step 1 of bad: option --print-trials is not supported in a step"),
+        ("- train -o nosuch lr=[1,2]", "guild: step 1 of bad (train): "),
+        ("- run: train\n      max-trials: many", "guild: invalid step 1 of bad: max-trials must be an integer (got 'many')"),
+        ("- train @nosuch.csv", "guild: step 1 of bad (train): "),
         ("- train x", "guild: invalid step 1 of bad: invalid argument 'x'"),
         ("- train msg='a", "guild: invalid step 1 of bad: no closing quotation"),
         ("- run: train\n      expect:\n        - output: '('", "guild: invalid step 1 of bad: invalid regular expression '('"),
         ("- run: train\n      expect: [size]", "guild: invalid step 1 of bad: a check must be a mapping with 'output' or 'file'"),
-        ("- run: train\n      max-trials: 3", "guild: invalid step 1 of bad: 'max-trials' is not supported"),
-        ("- train lr=[1,2]", "guild: step 1 of bad (train): flag lr=[1,2] would run a batch"),
+        ("- run: train\n      remote: cloud", "guild: invalid step 1 of bad: 'remote' is not supported in a step"),
         ("- prepare\n    - bad", "guild: step 2 of bad (bad): bad runs itself"),
     ],
 )
@@ -620,3 +622,118 @@ def test_other_run_options_in_a_step_are_ignored_with_a_warning(cli, guild_home,
     assert "option --stage is ignored in a step" in result.stderr
     statuses = {r["operation"]: r["status"] for r in json.loads(cli("runs", "--json").output)}
     assert statuses == {"ignored": "completed", "prep": "completed"}
+
+
+BATCH_STEPS = """
+grid:
+  steps:
+    - run: train
+      flags:
+        msg: [a, b]
+        lr: 0.5
+search:
+  flags:
+    trials: 3
+  steps:
+    - run: train lr=[0.1:0.9] -O -m ${trials} --random-seed 7
+      opt-flags:
+        - random-starts=2
+      batch-label: tuning
+      batch-tags: [sweep]
+from-file:
+  steps:
+    - train @trials.csv
+random:
+  steps:
+    - run: train lr=uniform[0:1]
+      max-trials: 2
+      optimizer: random
+failing:
+  steps:
+    - run: train msg=[a,b] --fail-on-trial-error
+      flags:
+        exit: [0]
+    - prepare
+"""
+
+
+def test_a_step_with_flag_lists_runs_a_batch_the_pipeline_links(cli, guild_home, steps_project):
+    add_ops(steps_project, BATCH_STEPS)
+    result = cli("run", "grid", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert result.output.splitlines() == ["a", "b"]
+    assert "Running train: train lr=0.5 msg='[a, b]'" in result.stderr
+    listed = runs(cli)
+    assert [(r["operation"], r["status"]) for r in listed] == [
+        ("train", "completed"), ("train", "completed"), ("train+", "completed"), ("grid", "completed"),
+    ]
+    pipe, batch = run_of(listed[3]), run_of(listed[2])
+    assert links(pipe) == {"train": f"../{listed[2]['id']}"}
+    assert set(links(batch)) == {listed[0]["id"], listed[1]["id"]}
+    assert [run_of(r).get("flags") for r in listed[:2]] == [{"lr": 0.5, "msg": "b"}, {"lr": 0.5, "msg": "a"}]
+
+
+def test_an_optimizing_step_with_options_in_its_run_string(cli, guild_home, steps_project):
+    add_ops(steps_project, BATCH_STEPS)
+    result = cli("run", "search", "trials=4", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert "Running train: train --batch-label tuning --batch-tag sweep --max-trials 4 --random-seed 7 --opt-flag random-starts=2 --optimize lr='[0.1:0.9]'" in result.stderr
+    listed = runs(cli)
+    ops = [r["operation"] for r in listed]
+    assert ops == ["train"] * 4 + ["train+gp", "search"]
+    batch = run_of(listed[4])
+    assert batch.get("label") == "tuning" and batch.get("tags") == ["sweep"]
+    assert batch.get("flags")["random-starts"] == 2
+    assert batch.get("random_seed") == 7 and batch.get("max_trials") == 4
+    assert all(0.1 <= run_of(r).get("flags")["lr"] <= 0.9 for r in listed[:4])
+
+
+def test_batch_file_and_named_optimizer_steps(cli, guild_home, steps_project):
+    add_ops(steps_project, BATCH_STEPS)
+    steps_project.write("trials.csv", "msg,lr\nx,0.1\ny,0.2\n")
+    result = cli("run", "from-file", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert result.output.splitlines() == ["x", "y"]
+    result = cli("run", "random", "-y")
+    assert result.exit_code == 0, result.stderr
+    listed = runs(cli)
+    assert [r["operation"] for r in listed[:4]] == ["train", "train", "train+random", "random"]
+
+
+def test_a_failing_trial_fails_the_batch_step_and_stops_the_pipeline(cli, guild_home, steps_project):
+    steps_project.write("guild.yml", GUILD_YML.replace("fail:\n  main: step --exit 2 --msg failing\n", "") + """
+failing:
+  steps:
+    - run: train msg=[a,b] --fail-on-trial-error
+      flags:
+        lr: 0.1
+    - prepare
+""")
+    steps_project.write("step.py", STEP.replace("sys.exit(a.exit)", "sys.exit(3 if a.msg == 'a' else 0)"))
+    result = cli("run", "failing", "-y")
+    assert result.exit_code != 0
+    listed = runs(cli)
+    # The first trial failed: the second never ran, nor did prepare.
+    assert [(r["operation"], r["status"]) for r in listed] == [
+        ("train", "error"), ("train+", "error"), ("failing", "error"),
+    ]
+
+
+def test_needed_skips_a_batch_step_that_ran_the_same_batch(cli, guild_home, steps_project):
+    """As Guild AI: --needed matches a batch run of the same operation,
+    flag values and optimizer, and the step is skipped."""
+    add_ops(steps_project, BATCH_STEPS)
+    assert cli("run", "grid", "-y").exit_code == 0
+    pipe_id = runs(cli)[-1]["id"]
+    batch_id = runs(cli)[-2]["id"]
+    result = cli("run", "--restart", pipe_id, "--needed", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert result.output == ""
+    assert "Skipping because the following runs match this operation (--needed specified):" in result.stderr
+    assert sorted(r["operation"] for r in runs(cli)) == ["grid", "train", "train", "train+"]
+    assert links(Run.for_dir(guild_home / "runs" / pipe_id)) == {"train": f"../{batch_id}", "train_2": f"../{batch_id}"}
+    # Other flag values: a new batch runs.
+    steps_project.write("guild.yml", (GUILD_YML + BATCH_STEPS).replace("msg: [a, b]", "msg: [a, c]"))
+    result = cli("run", "grid", "--needed", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert result.output.splitlines() == ["a", "c"]

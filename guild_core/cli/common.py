@@ -48,15 +48,9 @@ def flag_detector(pm):
 
 
 def flags_launcher(pm, dest: str) -> str | None:
-    if dest == "args":
-        return None
-    launcher = pm.hook.guild_flags_launcher(dest=dest)
-    if launcher is None:
-        raise GuildError(
-            f"unsupported flags-dest '{dest}' (no plugin handles it; "
-            "see 'guild plugins')"
-        )
-    return launcher
+    from guild_core.plugins import flags_launcher as launcher
+
+    return launcher(pm, dest)
 
 
 def confirm(text: str, default: bool = True) -> bool:

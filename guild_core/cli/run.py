@@ -151,9 +151,12 @@ def _run_pipeline(opdef, flag_vals, user_flags, run_params, batch_opts, print_cm
     if print_cmd:
         click.echo(" ".join(shlex.quote(a) for a in stepslib.command(opdef)))
         return
+    from guild_core.registry import Registry
+
     planned = stepslib.plan(
         opdef, flag_vals, flag_detector(plugin_manager()),
         label=run_params["label"], tags=run_params["tags"], warn=_warn,
+        registry=Registry(plugin_manager()),
     )
     stage = run_params["stage"]
     action = "stage" if stage else "run"
@@ -192,12 +195,9 @@ def _wants_batch(batch_opts) -> bool:
 
 
 def _is_batch(flag_vals, user_flags, flagdefs) -> bool:
-    from guild_core import flagfuncs
+    from guild_core import scheduler
 
-    return any(
-        isinstance(flag_vals[n], list) or flagfuncs.is_function(flag_vals[n])
-        for n in flagfuncs.batch_names(user_flags, flagdefs)
-    )
+    return scheduler.is_batch(flag_vals, user_flags, flagdefs)
 
 
 def _start(run, op_name, background, pidfile, quiet):
@@ -300,10 +300,12 @@ def _check_pipeline_restart(run, flag_vals, label, tags, batch_opts):
         params["tags"] = list(tags)
     params["needed"] = bool(batch_opts.get("needed"))
     opdef = opdeflib.resolve(opref.op_name, Path(opref.project_dir), flag_detector(plugin_manager()))
+    from guild_core.registry import Registry
+
     stepslib.plan(
         opdef, flag_vals, flag_detector(plugin_manager()),
         label=params.get("label"), tags=params.get("tags") or [],
-        steps_data=run.get("steps"), warn=_warn,
+        steps_data=run.get("steps"), warn=_warn, registry=Registry(plugin_manager()),
     )
     return params
 
