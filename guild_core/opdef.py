@@ -1372,9 +1372,9 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
 
 def _mapping_dest(dest: Any) -> str | None:
     """NAME of ``flags-dest: global:NAME`` (or Guild AI's other spelling,
-    ``dict:NAME``)."""
+    ``dict:NAME``, or ``namespace:NAME`` for a SimpleNamespace)."""
     if isinstance(dest, str):
-        for prefix in ("global:", "dict:"):
+        for prefix in ("global:", "dict:", "namespace:"):
             if dest.startswith(prefix):
                 return dest[len(prefix):]
     return None
@@ -1387,10 +1387,12 @@ def _mapping_flags(gf: Path, data: dict, info: FlagsInfo, name: str, dest: str, 
 
     mapping = info.mappings.get(name)
     if mapping is None:
-        raise OpDefError(
-            f"{gf}:{_line(data, 'flags-dest')}: {script.name} defines no module-level "
-            f"dict '{name}' for flags-dest {dest}"
-        )
+        # Guild AI warns and imports nothing: the guild.yml flags still
+        # reach the script, which may build NAME itself.
+        if data.get("flags-import"):
+            kind = "SimpleNamespace" if dest.startswith("namespace:") else "dict"
+            warn(gf, _line(data, "flags-dest"), f"cannot import flags: {script.name} defines no module-level {kind} '{name}' for flags-dest {dest}")
+        return FlagsInfo({}, dest)
     flags = {key: FlagDef(key, default=val) for key, val in dotted(mapping).items()}
     return FlagsInfo(flags, dest)
 

@@ -104,12 +104,49 @@ def test_module_dict_flags(cli, project, guild_home):
     assert info["scalars"]["loss"][0] == 2.0
 
 
-def test_module_dict_missing(cli, project, guild_home):
-    project.write("guild.yml", "train:\n  main: train\n  flags-dest: global:nope\n")
+def test_module_dict_missing_is_a_warning_as_in_guild_ai(cli, project, guild_home):
+    project.write("guild.yml", "train:\n  main: train\n  flags-dest: global:nope\n  flags-import: all\n")
     project.write("train.py", DICT_TRAIN)
     result = cli("run", "train", "-y")
-    assert result.exit_code == 1
-    assert "train.py defines no module-level dict 'nope' for flags-dest global:nope" in result.stderr
+    assert result.exit_code == 0, result.stderr
+    assert "guild.yml:3: cannot import flags: train.py defines no module-level dict 'nope' for flags-dest global:nope" in result.stderr
+    assert "got {'lr': 0.1," in result.output
+
+
+NS_TRAIN = """
+from types import SimpleNamespace
+import types
+
+params = SimpleNamespace(lr=0.1, model=types.SimpleNamespace(layers=3, act="relu"), opts={"x": 1}, debug=False)
+print("got", params.lr, params.model.layers, params.model.act, params.opts, params.debug)
+"""
+
+
+def test_namespace_dest_sets_simple_namespace_attributes(cli, project, guild_home):
+    """Guild AI's `flags-dest: namespace:NAME`: the flags are a module
+    SimpleNamespace's attributes, nested ones dotted."""
+    project.write("guild.yml", "train:\n  main: train\n  flags-dest: namespace:params\n  flags-import: all\n")
+    project.write("train.py", NS_TRAIN)
+    help_op = cli("run", "train", "--help-op").output
+    assert all(name in help_op for name in ("lr", "model.layers", "model.act", "opts.x", "debug"))
+    result = cli("run", "train", "lr=0.5", "model.layers=4", "opts.x=2", "debug=yes", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert result.output == "got 0.5 4 relu {'x': 2} True\n"
+    info = json.loads(cli("runs", "info", "--json").output)
+    assert info["flags"] == {"debug": True, "lr": 0.5, "model.act": "relu", "model.layers": 4, "opts.x": 2}
+
+
+def test_namespace_dest_without_a_literal_namespace(cli, project, guild_home):
+    project.write("guild.yml", "train:\n  main: train\n  flags-dest: namespace:params\n  flags:\n    a.b: 1\n")
+    project.write("train.py", "print(params.a.b + 1, type(params).__name__)\n")
+    result = cli("run", "train", "a.b=5", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert result.output == "6 SimpleNamespace\n"
+    project.write("guild.yml", "train:\n  main: train\n  flags-dest: namespace:params\n  flags-import: all\n  flags:\n    a.b: 2\n")
+    result = cli("run", "train", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert result.output == "3 SimpleNamespace\n"
+    assert "cannot import flags: train.py defines no module-level SimpleNamespace 'params' for flags-dest namespace:params" in result.stderr
 
 
 def test_dict_dest_is_global_dest(cli, project, guild_home):

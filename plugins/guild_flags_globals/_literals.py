@@ -48,17 +48,53 @@ def flag_assigns(tree: ast.Module) -> dict[str, list[ast.Assign | ast.AnnAssign]
 
 
 def mapping_assigns(tree: ast.Module) -> dict[str, dict]:
-    """Module-level ``NAME = {...}`` of literal mappings (the last one of
-    each name), for ``flags-dest: global:NAME``."""
+    """Module-level ``NAME = {...}`` of literal mappings, and ``NAME =
+    SimpleNamespace(key=literal, ...)`` as the mapping of its keywords
+    (the last of each name), for ``flags-dest: global:NAME`` and
+    ``namespace:NAME``."""
     found: dict[str, dict] = {}
     for stmt in tree.body:
         name = _target_name(stmt)
-        if name is None or not isinstance(stmt.value, ast.Dict):  # type: ignore[union-attr]
+        if name is None:
             continue
-        value = mapping_value(stmt.value)  # type: ignore[union-attr]
+        node = stmt.value  # type: ignore[union-attr]
+        if isinstance(node, ast.Dict):
+            value = mapping_value(node)
+        elif is_namespace_call(node):
+            value = namespace_value(node)
+        else:
+            continue
         if value is not NOT_LITERAL:
             found[name] = value
     return found
+
+
+def is_namespace_call(node: ast.expr) -> bool:
+    """``SimpleNamespace(...)`` or ``types.SimpleNamespace(...)`` with
+    keyword arguments only."""
+    if not isinstance(node, ast.Call) or node.args:
+        return False
+    func = node.func
+    named = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+    return named == "SimpleNamespace" and all(kw.arg for kw in node.keywords)
+
+
+def namespace_value(node: ast.Call) -> Any:
+    """The keywords of a namespace call as a mapping (nested namespace
+    calls as nested mappings), or `NOT_LITERAL`."""
+    out: dict[str, Any] = {}
+    for kw in node.keywords:
+        if is_namespace_call(kw.value):
+            val = namespace_value(kw.value)  # type: ignore[arg-type]
+        else:
+            try:
+                val = ast.literal_eval(kw.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                return NOT_LITERAL
+        if val is NOT_LITERAL:
+            return NOT_LITERAL
+        out[kw.arg] = val  # type: ignore[index]
+    return out
 
 
 def mapping_value(node: ast.expr) -> Any:

@@ -168,6 +168,62 @@ def apply_mapping_flags(tree: ast.Module, name: str, flags: dict[str, str]) -> d
     return {}
 
 
+def apply_namespace_flags(tree: ast.Module, name: str, flags: dict[str, str]) -> dict[str, Any]:
+    """``flags-dest: namespace:NAME``: each flag is a dotted attribute
+    of the module's ``NAME = SimpleNamespace(...)``. The keywords of its
+    assignments are rewritten (typed like the values they replace), so
+    the script's own SimpleNamespace builds it; with no such assignment
+    NAME is set, as nested `types.SimpleNamespace`, before the script
+    runs."""
+    from guild_core.flags import set_dotted
+
+    stmts = [
+        stmt for stmt in tree.body
+        if _literals._target_name(stmt) == name and _literals.is_namespace_call(getattr(stmt, "value", None))
+    ]
+    if not stmts or _literals.namespace_value(stmts[-1].value) is _literals.NOT_LITERAL:  # type: ignore[union-attr, arg-type]
+        values: dict[str, Any] = {}
+        for key, raw in flags.items():
+            set_dotted(values, key, decode_auto(raw))
+        return {name: _namespace(values)}
+    for stmt in stmts:
+        call = stmt.value  # type: ignore[union-attr]
+        for key, raw in flags.items():
+            _set_keyword(call, key.split("."), raw)  # type: ignore[arg-type]
+    ast.fix_missing_locations(tree)
+    return {}
+
+
+def _set_keyword(call: ast.Call, path: list[str], raw: str) -> None:
+    head, rest = path[0], path[1:]
+    for kw in call.keywords:
+        if kw.arg != head:
+            continue
+        if rest and _literals.is_namespace_call(kw.value):
+            _set_keyword(kw.value, rest, raw)  # type: ignore[arg-type]
+            return
+        if rest:
+            from guild_core.flags import set_dotted
+
+            mapping = ast.literal_eval(kw.value)
+            if isinstance(mapping, dict):
+                set_dotted(mapping, ".".join(rest), decode_auto(raw))
+                kw.value = _literals.value_node(mapping, kw.value)
+            return
+        kw.value = _literals.value_node(decode(raw, ast.literal_eval(kw.value)), kw.value)
+        return
+    value: Any = decode_auto(raw)
+    for part in reversed(rest):
+        value = {part: value}
+    call.keywords.append(ast.keyword(arg=head, value=_literals.value_node(value, call)))
+
+
+def _namespace(values: dict[str, Any]) -> Any:
+    return types.SimpleNamespace(**{
+        k: _namespace(v) if isinstance(v, dict) else v for k, v in values.items()
+    })
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         script, extra, flags = parse_args(sys.argv[1:] if argv is None else argv)
@@ -187,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     dest = os.environ.get("FLAGS_DEST", "")
     if dest.startswith(("global:", "dict:")):
         init_globals = apply_mapping_flags(tree, dest.split(":", 1)[1], flags)
+    elif dest.startswith("namespace:"):
+        init_globals = apply_namespace_flags(tree, dest.split(":", 1)[1], flags)
     else:
         init_globals = apply_flags(tree, flags)
     try:

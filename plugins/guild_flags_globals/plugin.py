@@ -76,5 +76,6 @@ def detect_flags(source: str, filename: str = "<script>") -> FlagsInfo:
 @hookimpl(trylast=True)
 def guild_flags_launcher(dest: str) -> str | None:
     # "global:NAME" (or "dict:NAME"): the flags are the keys of the
-    # module's dict NAME.
-    return LAUNCHER if dest == DEST or dest.startswith(("global:", "dict:")) else None
+    # module's dict NAME; "namespace:NAME", the attributes of its
+    # SimpleNamespace NAME.
+    return LAUNCHER if dest == DEST or dest.startswith(("global:", "dict:", "namespace:")) else None
