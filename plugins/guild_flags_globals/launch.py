@@ -20,7 +20,8 @@ not assign are set as globals before it runs.
 ``ARG ...`` before the first ``--name`` (from a guild.yml ``main`` with
 arguments) go to the script's ``sys.argv`` after the script path.
 ``--name=value`` is accepted too. A ``--name`` with no value (at the end,
-or followed by another ``--x``) is an error: exit status 2.
+or followed by another ``--x``) is a switch, true, as Guild AI reads it
+(``main: evaluate --test`` sets ``test = True``).
 
 The script then runs as ``python SCRIPT`` would run it: ``__name__`` is
 ``"__main__"`` in a fresh module installed as ``sys.modules["__main__"]``,
@@ -84,7 +85,10 @@ def parse_args(argv: list[str]) -> tuple[str, list[str], dict[str, str]]:
             i += 1
             continue
         if i + 1 >= len(rest) or _is_flag(rest[i + 1]):
-            raise UsageError(f"missing value for --{name}")
+            # A switch, as Guild AI reads one (``main: eval --test``).
+            flags[name] = "true"
+            i += 1
+            continue
         flags[name] = rest[i + 1]
         i += 2
     return script, extra, flags
