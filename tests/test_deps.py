@@ -153,6 +153,46 @@ def test_missing_upstream_leaves_no_run(cli, guild_home, proj):
     assert run_ids(guild_home) == before
 
 
+def test_operation_names_are_regular_expressions_as_in_guild_ai(cli, guild_home, proj):
+    """Guild AI 0.9 matches `operation:` as a regular expression over the
+    whole name, or a comma-separated list of them (its filter sample:
+    `operation: '.*'`); MODEL:OP matches the model too."""
+    proj.write("guild.yml", GUILD_YML + """
+other:
+  main: train
+  flags:
+    x: 1
+any:
+  main: guild.pass
+  requires:
+    - operation: '.*'
+      name: upstream
+      select: model\\.txt
+either:
+  main: guild.pass
+  requires:
+    - operation: nosuch, oth.r
+      select: model\\.txt
+partial:
+  main: guild.pass
+  requires:
+    - operation: trai
+""")
+    train(cli, "x=1")
+    assert cli("run", "other", "x=3", "-y").exit_code == 0
+    out = cli("run", "any", "-y")
+    assert out.exit_code == 0, out.stderr
+    assert (newest(guild_home, "any").path / "model.txt").read_text() == "3"
+    assert newest(guild_home, "any").get("label") == f"upstream={newest(guild_home, 'other').id}"
+    out = cli("run", "either", "-y")
+    assert out.exit_code == 0, out.stderr
+    assert (newest(guild_home, "either").path / "model.txt").read_text() == "3"
+    # The whole name must match: 'trai' is not 'train'.
+    out = cli("run", "partial", "-y")
+    assert out.exit_code == 1
+    assert "no marked or completed run of trai" in out.stderr
+
+
 def test_seed_run_spelling(cli, guild_home, proj):
     train(cli, "x=1")
     train(cli, "x=4")

@@ -1,7 +1,8 @@
 """Built-in plugin ``resolvers``: the dependency kinds of guild.yml.
 
-- ``operation: NAME`` (Guild AI 0.9): one run of NAME, the marked one,
-  else the latest, among its completed, running and terminated runs; with ``multi-run: yes`` every completed
+- ``operation: NAME`` (Guild AI 0.9): one run of NAME (a regular
+  expression, or several separated by commas, as Guild AI matches
+  them), the marked one, else the latest, among its completed, running and terminated runs; with ``multi-run: yes`` every completed
   run of NAME, or those matching ``select: EXPR``.
 - ``run: EXPR`` (the seed's spelling): one run, the marked or latest
   completed among those matching EXPR; a bare name is ``operation =
@@ -32,9 +33,9 @@ def guild_register_resolvers(register):
 def resolve_operation(dep, value, ctx):
     op = str(dep["operation"])
     multi = dep.get("multi-run") in (True, "yes", "true")
-    if value is not None:
-        return _from_value(value, ctx, f"operation = {_quote(op)}", multi)
     runs = [r for r in ctx.runs if _op_matches(r, op)]
+    if value is not None:
+        return _from_value(value, ctx, None, multi, pool=runs)
     if multi:
         select = dep.get("select")
         return ctx.select(select, runs) if select else [r for r in runs if r.status == "completed"]
@@ -66,9 +67,29 @@ def resolve_multi_run(dep, value, ctx):
     return ctx.select(expr, ctx.runs)
 
 
-def _op_matches(run, op: str) -> bool:
-    name = run.op_name
-    return name == op or name.rsplit(":", 1)[-1] == op
+def _op_matches(run, spec: str) -> bool:
+    """Whether `run` is of an operation `spec` names, as Guild AI 0.9
+    matches: a comma-separated list of ``[MODEL:]OP``, each part a
+    regular expression the whole name must match (``.*``, ``train-.+``);
+    with no model, runs of every model match."""
+    model, _, op = run.op_name.rpartition(":")
+    for part in spec.split(","):
+        part = part.strip()
+        want_model, colon, want_op = part.rpartition(":")
+        if not want_op:
+            continue
+        if _name_matches(op, want_op) and (not colon or _name_matches(model, want_model)):
+            return True
+    return False
+
+
+def _name_matches(name: str, pattern: str) -> bool:
+    if name == pattern:
+        return True
+    try:
+        return re.fullmatch(pattern, name) is not None
+    except re.error:
+        return False
 
 
 def _bare(spec) -> bool:
@@ -101,15 +122,17 @@ def _one(runs, why: str):
 _WHERE_P = re.compile(r"^\s*where\s+(.+)$", re.IGNORECASE | re.DOTALL)
 
 
-def _from_value(value: str, ctx, base_expr: str, multi: bool):
-    """The runs a command-line value names: ``where EXPR`` or ids."""
-    from guild_core import select
+def _from_value(value: str, ctx, base_expr: str | None, multi: bool, pool=None):
+    """The runs a command-line value names: ``where EXPR`` (among the
+    runs `base_expr` selects, or `pool`) or ids."""
     from guild_core.errors import GuildError
 
     m = _WHERE_P.match(str(value))
     if m:
         if not multi:
             raise GuildError(f"'{value}': 'where' selects many runs; this dependency takes one run id")
+        if base_expr is None:
+            return ctx.select(m.group(1), pool)
         return ctx.select(f"({base_expr}) and ({m.group(1)})", ctx.runs)
     specs = [s for s in re.split(r"[,\s]+", str(value)) if s]
     if not specs:
