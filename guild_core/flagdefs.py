@@ -157,8 +157,23 @@ class FlagsInfo:
         (``params = {"lr": 0.1}``): with guild.yml's ``flags-dest:
         global:params`` their keys (nested ones as dotted names) are the
         operation's flags.
+    :param subcommands: the script's sub-commands by name (argparse
+        sub-parsers), each with its own flags; a guild.yml ``main`` that
+        names one (``main: train fit``) gets that one's flags.
     """
 
     flags: dict[str, FlagDef] = field(default_factory=dict)
     dest: str = "args"
     mappings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    subcommands: dict[str, "FlagsInfo"] = field(default_factory=dict)
+
+    def for_args(self, args: list[str]) -> "FlagsInfo":
+        """The flags of the sub-command that leading `args` name
+        (``main: train fit`` gives the ``fit`` sub-command's flags, as
+        Guild AI imports them); this one when they name none."""
+        info = self
+        for arg in args:
+            if arg.startswith("-") or arg not in info.subcommands:
+                break
+            info = info.subcommands[arg]
+        return info

@@ -1357,6 +1357,8 @@ def _guildfile_opdef(name: str, data: dict, gf: Path, detect: FlagDetector) -> O
             opdef.script = script
             # Flags that go to a config file are that file's values.
             info = detect(config if config is not None else script)
+            if info is not None and info.subcommands and config is None:
+                info = info.for_args(shlex.split(opdef.main)[1:])
             mapping_name = _mapping_dest(dest)
             if info is not None and mapping_name:
                 info = _mapping_flags(gf, data, info, mapping_name, dest, script)

@@ -321,7 +321,7 @@ def test_same_script_elsewhere_is_detected_again(tmp_path, home):
     assert imports(tmp_path) == 1 and imports(tmp_path / "sub") == 1
 
 
-@pytest.mark.parametrize("garbage", ["{not json", "[]", '{"cache-version": "1", "flags": [3]}', ""])
+@pytest.mark.parametrize("garbage", ["{not json", "[]", '{"cache-version": "2", "actions": [3]}', '{"cache-version": "2", "actions": [], "subcommands": {"a": {"actions": 1}}}', ""])
 def test_corrupt_cache_is_rebuilt(proj, home, garbage):
     script = write(proj, COUNTED.format(lr=0.1))
     first = detect(script)
@@ -329,7 +329,7 @@ def test_corrupt_cache_is_rebuilt(proj, home, garbage):
     cached.write_text(garbage)
     assert detect(script) == first
     assert imports(proj) == 2
-    assert json.loads(cached.read_text())["flags"][0]["name"] == "lr"
+    assert json.loads(cached.read_text())["actions"][1]["dest"] == "lr"
 
 
 def test_cache_round_trips_every_field(proj, home):
@@ -384,6 +384,52 @@ def test_detected_flags_reach_the_script(cli, project):
     result = cli("run", "train.py", "layers=3", "-y")
     assert result.exit_code == 0, result.stderr
     assert "[('amp', True), ('debug', False), ('layers', [3]), ('lr', 0.1)]" in result.output
+
+
+SUBCOMMANDS = """
+import argparse
+p = argparse.ArgumentParser()
+p.add_argument("--base-foo", default=1, type=int)
+sub = p.add_subparsers()
+a = sub.add_parser("a")
+a.add_argument("--a-foo", default=2, type=int)
+b = sub.add_parser("b")
+b.add_argument("--b-foo", default=3, type=int)
+bsub = b.add_subparsers().add_parser("deep")
+bsub.add_argument("--deep-foo", default=4.5, type=float)
+args = p.parse_args()
+print(sorted(vars(args).items()))
+"""
+
+
+def test_sub_command_flags_as_guild_ai_imports_them(cli, project):
+    """`main: script a` gets the flags of sub-command `a` (Guild AI's
+    sub-commands sample), nested ones too; the script alone its own."""
+    project.write("cmds.py", SUBCOMMANDS)
+    project.write("guild.yml", """
+a:
+  main: cmds a
+  flags-import: all
+deep:
+  main: cmds b deep
+  flags-import: all
+top:
+  main: cmds
+  flags-import: all
+""")
+    assert "a-foo  (default is 2)" in cli("run", "a", "--help-op").output
+    assert "base-foo" not in cli("run", "a", "--help-op").output
+    assert "deep-foo  (default is 4.5)" in cli("run", "deep", "--help-op").output
+    assert "base-foo  (default is 1)" in cli("run", "top", "--help-op").output
+    result = cli("run", "a", "a-foo=9", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert result.output == "[('a_foo', 9), ('base_foo', 1)]\n"
+    result = cli("run", "deep", "deep-foo=0.5", "-y")
+    assert result.exit_code == 0, result.stderr
+    assert result.output == "[('b_foo', 3), ('base_foo', 1), ('deep_foo', 0.5)]\n"
+    result = cli("run", "a", "base-foo=2", "-y")
+    assert result.exit_code == 1
+    assert "unsupported flag 'base-foo'" in result.stderr
 
 
 # ---------------------------------------------------------------------

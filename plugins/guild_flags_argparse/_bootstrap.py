@@ -136,6 +136,23 @@ def _action_info(action, prog):
     }
 
 
+def _subcommands(parser, depth=0):
+    """``{name: {"actions": [...], "subcommands": {...}}}`` of the
+    parser's sub-parsers (``add_subparsers``), nested."""
+    out = {}
+    if depth > 8:
+        return out
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for name, sub in (action.choices or {}).items():
+            out[str(name)] = {
+                "actions": [_action_info(a, sub.prog) for a in sub._actions],
+                "subcommands": _subcommands(sub, depth + 1),
+            }
+    return out
+
+
 def _install(out_path):
     parser_cls = argparse.ArgumentParser
 
@@ -145,6 +162,7 @@ def _install(out_path):
                 "method": method,
                 "prog": self.prog,
                 "actions": [_action_info(a, self.prog) for a in self._actions],
+                "subcommands": _subcommands(self),
             }
             tmp = out_path + ".tmp"
             with open(tmp, "w", encoding="utf-8") as f:

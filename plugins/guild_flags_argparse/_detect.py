@@ -39,7 +39,7 @@ from typing import Any
 from guild_core.flagdefs import FlagDef, FlagsInfo
 
 # Bump when the mapping or the cache format changes.
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 CACHE_NAME = "flags-argparse"
 
 # Seconds the script may run before calling parse_args.
@@ -85,14 +85,24 @@ def _warn(script: Path, reason: str) -> None:
 def _detect(script: Path, source: str) -> FlagsInfo:
     key = cache_key(script, source)
     path = cache_path(key)
-    flags = _read_cache(path)
-    if flags is None:
-        flags = flagdefs(learn_parser(script)["actions"])
+    learned = _read_cache(path)
+    if learned is None:
+        parser = learn_parser(script)
+        learned = {"actions": parser["actions"], "subcommands": parser.get("subcommands") or {}}
         # Cache only what was learned from the content the key names: the
         # script may have been edited while it ran.
         if cache_key(script, source) == key:
-            _write_cache(path, script, flags)
-    return FlagsInfo(flags=flags, dest=DEST)
+            _write_cache(path, script, learned)
+    return _info(learned)
+
+
+def _info(learned: dict[str, Any]) -> FlagsInfo:
+    subs = learned.get("subcommands") or {}
+    return FlagsInfo(
+        flags=flagdefs(learned["actions"]),
+        dest=DEST,
+        subcommands={str(name): _info(sub) for name, sub in subs.items() if isinstance(sub, dict)},
+    )
 
 
 # ---------------------------------------------------------------------
@@ -126,36 +136,37 @@ def cache_path(key: str) -> Path:
     return cache_dir(CACHE_NAME) / f"{key}.json"
 
 
-def _read_cache(path: Path) -> dict[str, FlagDef] | None:
-    """Cached flags, or None when missing, unreadable or malformed."""
+def _read_cache(path: Path) -> dict[str, Any] | None:
+    """The cached parser (its actions and sub-commands), or None when
+    missing, unreadable or malformed."""
     import json
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("cache-version") != CACHE_VERSION:
+        if data.get("cache-version") != CACHE_VERSION or not _well_formed(data):
             return None
-        flags = {}
-        for entry in data["flags"]:
-            name = entry.pop("name")
-            if not isinstance(name, str) or not isinstance(entry, dict):
-                return None
-            flags[name] = FlagDef.from_dict(name, entry)
-        return flags
+        return data
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
-def _write_cache(path: Path, script: Path, flags: dict[str, FlagDef]) -> None:
+def _well_formed(learned: Any, depth: int = 0) -> bool:
+    if not isinstance(learned, dict) or depth > 10:
+        return False
+    actions, subs = learned.get("actions"), learned.get("subcommands", {})
+    return (
+        isinstance(actions, list) and all(isinstance(a, dict) for a in actions)
+        and isinstance(subs, dict) and all(_well_formed(sub, depth + 1) for sub in subs.values())
+    )
+
+
+def _write_cache(path: Path, script: Path, learned: dict[str, Any]) -> None:
     """Write atomically (temp file + rename); failures are ignored: the
     cache only saves time."""
     import json
     import tempfile
 
-    data = {
-        "cache-version": CACHE_VERSION,
-        "script": str(script),
-        "flags": [{"name": name, **fd.to_dict()} for name, fd in flags.items()],
-    }
+    data = {"cache-version": CACHE_VERSION, "script": str(script), **learned}
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
