@@ -195,10 +195,13 @@ def flag_detector(pm: pluggy.PluginManager):
 
 def flags_launcher(pm: pluggy.PluginManager, dest: str) -> str | None:
     """The launcher module that delivers flags to `dest` (a guild.yml
-    ``flags-dest``), through `guild_flags_launcher`; None for args."""
+    ``flags-dest``), through `guild_flags_launcher`; None for args and
+    ``args:NAME``."""
     from .errors import GuildError
 
-    if dest == "args":
+    if dest == "args" or dest.startswith("args:"):
+        # Guild AI's ``args:NAME`` names the parser flags came from
+        # (``args:click``): values still go as command-line options.
         return None
     launcher = pm.hook.guild_flags_launcher(dest=dest)
     if launcher is None:

@@ -85,14 +85,14 @@ def _warn(script: Path, reason: str) -> None:
 def _detect(script: Path, source: str) -> FlagsInfo:
     key = cache_key(script, source)
     path = cache_path(key)
-    learned = _read_cache(path)
+    learned = read_cache(path)
     if learned is None:
         parser = learn_parser(script)
         learned = {"actions": parser["actions"], "subcommands": parser.get("subcommands") or {}}
         # Cache only what was learned from the content the key names: the
         # script may have been edited while it ran.
         if cache_key(script, source) == key:
-            _write_cache(path, script, learned)
+            write_cache(path, script, learned)
     return _info(learned)
 
 
@@ -110,7 +110,7 @@ def _info(learned: dict[str, Any]) -> FlagsInfo:
 # ---------------------------------------------------------------------
 
 
-def cache_key(script: Path, source: str) -> str:
+def cache_key(script: Path, source: str, version: str = CACHE_VERSION) -> str:
     import hashlib
 
     try:
@@ -123,27 +123,27 @@ def cache_key(script: Path, source: str) -> str:
         os.fsencode(str(script)),
         sys.version.encode(),
         os.fsencode(sys.executable or ""),
-        CACHE_VERSION.encode(),
+        version.encode(),
     ):
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
     return h.hexdigest()
 
 
-def cache_path(key: str) -> Path:
+def cache_path(key: str, name: str = CACHE_NAME) -> Path:
     from guild_core.home import cache_dir
 
-    return cache_dir(CACHE_NAME) / f"{key}.json"
+    return cache_dir(name) / f"{key}.json"
 
 
-def _read_cache(path: Path) -> dict[str, Any] | None:
+def read_cache(path: Path, version: str = CACHE_VERSION) -> dict[str, Any] | None:
     """The cached parser (its actions and sub-commands), or None when
     missing, unreadable or malformed."""
     import json
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("cache-version") != CACHE_VERSION or not _well_formed(data):
+        if data.get("cache-version") != version or not _well_formed(data):
             return None
         return data
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
@@ -160,13 +160,13 @@ def _well_formed(learned: Any, depth: int = 0) -> bool:
     )
 
 
-def _write_cache(path: Path, script: Path, learned: dict[str, Any]) -> None:
+def write_cache(path: Path, script: Path, learned: dict[str, Any], version: str = CACHE_VERSION) -> None:
     """Write atomically (temp file + rename); failures are ignored: the
     cache only saves time."""
     import json
     import tempfile
 
-    data = {"cache-version": CACHE_VERSION, "script": str(script), **learned}
+    data = {"cache-version": version, "script": str(script), **learned}
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,9 +190,11 @@ def _write_cache(path: Path, script: Path, learned: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------
 
 
-def learn_parser(script: Path) -> dict[str, Any]:
+def learn_parser(script: Path, bootstrap: Path = BOOTSTRAP) -> dict[str, Any]:
     """Run `script` through the bootstrap; the recorded parser
-    (``{"method", "prog", "actions"}``) or `DetectError`."""
+    (``{"method", "prog", "actions"}``) or `DetectError`. Another
+    bootstrap (the click plugin's) records its own parser the same way:
+    JSON with ``actions`` to the file named by ``OUT_ENV``."""
     import json
     import subprocess
     import tempfile
@@ -207,7 +209,7 @@ def learn_parser(script: Path) -> dict[str, Any]:
             # Output goes to a file, not a pipe: a grandchild the script
             # started cannot keep us waiting on a pipe it inherited.
             proc = subprocess.Popen(
-                [sys.executable, str(BOOTSTRAP), str(script)],
+                [sys.executable, str(bootstrap), str(script)],
                 cwd=str(script.parent),
                 env=env,
                 stdin=subprocess.DEVNULL,
