@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -339,16 +340,24 @@ def _run_label(label: str | None, template: str | None, flags: dict[str, Any]) -
 
 
 @contextlib.contextmanager
-def whole_run_dir():
+def whole_run_dir(final_dir: Path | None = None):
     """``(run_id, tmp, final)``: a new run directory is assembled at `tmp`,
-    a hidden name under ``runs/``, and renamed to `final` when the block
-    succeeds; on any failure it is removed, so no half run is ever
-    listed."""
-    runs_root = home.runs_dir()
-    runs_root.mkdir(parents=True, exist_ok=True)
+    a hidden name under ``runs/`` (beside `final_dir` when given: ``guild
+    run --run-dir``), and renamed to `final` when the block succeeds; on
+    any failure it is removed, so no half run is ever listed."""
     run_id = new_run_id()
+    if final_dir is not None:
+        final = Path(final_dir).absolute()
+        if final.exists() and (not final.is_dir() or any(final.iterdir())):
+            raise GuildError(f"cannot use {final_dir} as the run directory: it exists and is not empty")
+        if final.is_dir():
+            final.rmdir()
+        runs_root = final.parent
+    else:
+        runs_root = home.runs_dir()
+        final = runs_root / run_id
+    runs_root.mkdir(parents=True, exist_ok=True)
     tmp = runs_root / home.hidden_name(home.TMP_PREFIX, run_id)
-    final = runs_root / run_id
     try:
         yield run_id, tmp, final
         faults.point("runner.create.assembled")
@@ -374,13 +383,16 @@ def create_run(
     warn: Callable[[str], None] = sourcecodelib.warn_stderr,
     deps: list | None = None,
     attrs: dict[str, Any] | None = None,
+    options: "RunOptions | None" = None,
+    run_dir: str | None = None,
 ) -> Run:
-    """Create a run directory, whole, under ``runs/``; `deps` (resolved
-    dependencies) are installed in it and recorded; `attrs` are more
-    attributes to write (a pipeline's ``steps``). The operation's own
-    ``tags:`` come first, then `tags`."""
+    """Create a run directory, whole, under ``runs/`` (or at `run_dir`);
+    `deps` (resolved dependencies) are installed in it and recorded;
+    `attrs` are more attributes to write (a pipeline's ``steps``);
+    `options` are ``guild run``'s (see `RunOptions`). The operation's
+    own ``tags:`` come first, then `tags`."""
     tags = _op_tags(opdef) + [t for t in tags or [] if t not in _op_tags(opdef)]
-    with whole_run_dir() as (run_id, tmp, final):
+    with whole_run_dir(Path(run_dir) if run_dir else None) as (run_id, tmp, final):
         tmp_run = assemble(
             tmp, Run(run_id, final), opdef, flags, user_flags, launcher,
             label=label, tags=tags, run_params=run_params, warn=warn,
@@ -394,6 +406,8 @@ def create_run(
                 tmp_run._cache.pop("attr:" + name, None)
         for name, val in (attrs or {}).items():
             tmp_run.write_attr(name, val, atomic=False)
+        if options is not None:
+            apply_options(tmp_run, options, atomic=False)
         if staged:
             tmp_run.write_attr("started", util.now_micros(), atomic=False)
             _write_staged_env(tmp_run, tmp_run.get("env"))
@@ -407,6 +421,115 @@ def create_run(
     # to start the run.
     run._cache.update(tmp_run._cache)
     return run
+
+
+@dataclass
+class RunOptions:
+    """`guild run` options recorded with a run: a comment, the GPUs it
+    sees, a time limit, debugging. `apply_options` writes them; `start`
+    reads them from the run (so a staged run keeps them)."""
+
+    comment: str | None = None
+    # CUDA_VISIBLE_DEVICES: "0,1", or "" for no GPU (--no-gpus).
+    gpus: str | None = None
+    stop_after: float | None = None  # minutes
+    keep_run: bool = False
+    debug_sourcecode: str | None = None
+    break_at: str | None = None
+    break_on_error: bool = False
+
+
+def apply_options(run: Run, options: RunOptions, atomic: bool = True) -> None:
+    """Record `options` in the run's attributes: ``comments``, ``env``
+    and ``run_params`` (`stop_after`, `keep_run`, `break`)."""
+    if options.comment:
+        comments = list(run.get("comments") or [])
+        comments.append({
+            "body": options.comment, "user": util.username(),
+            "host": util.hostname(), "time": util.now_micros(),
+        })
+        run.write_attr("comments", comments, atomic=atomic)
+    env = dict(run.get("env") or {})
+    if options.gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = options.gpus
+    if options.debug_sourcecode:
+        # Modules import from PATH first, the project's working copy.
+        path = str(Path(options.debug_sourcecode).absolute())
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (path, env.get("PYTHONPATH")) if p)
+    if env != (run.get("env") or {}):
+        run.write_attr("env", env, atomic=atomic)
+    params = dict(run.get("run_params") or {})
+    changed = False
+    for name, val in (
+        ("stop_after", options.stop_after), ("keep_run", options.keep_run or None),
+        ("break", options.break_at), ("break_on_error", options.break_on_error or None),
+    ):
+        if val is not None:
+            params[name] = val
+            changed = True
+    if changed:
+        run.write_attr("run_params", params, atomic=atomic)
+
+
+def copy_for_proto(proto: Run, run_dir: str | None = None) -> Run:
+    """A new run made from `proto` (``guild run --proto RUN``): its
+    operation, flags and source code (the files its manifest lists),
+    none of its results; whole or not at all. Dependencies are resolved
+    again by the restart that follows."""
+    import shutil
+
+    manifest = proto.guild_path("manifest")
+    keep = set()
+    if manifest.exists():
+        for line in manifest.read_text(errors="replace").splitlines():
+            try:
+                parts = shlex.split(line)
+            except ValueError:
+                continue
+            if len(parts) >= 2 and parts[0] == "s":
+                keep.add(parts[1])
+    with whole_run_dir(Path(run_dir) if run_dir else None) as (run_id, tmp, final):
+        tmp_run = Run(run_id, tmp)
+        tmp_run.guild_path("attrs").mkdir(parents=True)
+        for rel in sorted(keep):
+            src = proto.path / rel
+            if src.is_file() and not src.is_symlink():
+                dest = tmp / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest)
+        if manifest.exists():
+            shutil.copy2(manifest, tmp_run.guild_path("manifest"))
+        for name in ("op", "flags", "user_flags", "cmd", "label", "tags", "sourcecode_digest", "vcs_commit", "deps", "compare"):
+            val = proto.get(name)
+            if val is not None:
+                tmp_run.write_attr(name, val, atomic=False)
+        tmp_run.write_attr("id", run_id, atomic=False)
+        tmp_run.write_attr("initialized", util.now_micros(), atomic=False)
+        op = proto.get("op") or {}
+        tmp_run.write_attr("env", run_env(Run(run_id, final), op, proto.get("flags") or {}), atomic=False)
+        tmp_run.write_attr("host", util.hostname(), atomic=False)
+        tmp_run.write_attr("user", util.username(), atomic=False)
+        tmp_run.write_attr("platform", _platform(), atomic=False)
+        tmp_run.write_attr("random_seed", int.from_bytes(os.urandom(4), "big"), atomic=False)
+        tmp_run.write_attr("run_params", {**(proto.get("run_params") or {}), "proto": proto.id}, atomic=False)
+        if proto.opref is not None:
+            tmp_run.write_opref(proto.opref)
+        tmp_run.mark_pending(procs.current())
+    return Run(run_id, final)
+
+
+def preview_env(opdef: OpDef, launcher: str | None, flags: dict[str, Any], options: RunOptions | None = None) -> dict[str, str]:
+    """The environment guild adds for a run of `opdef` with `flags`
+    (``--print-env``): as `run_env` records it, for a run not yet made."""
+    op = op_data(opdef, launcher, script_in_run=True)
+    placeholder = Run("RUN_ID", home.runs_dir() / "RUN_ID")
+    env = run_env(placeholder, op, flags)
+    env["RUN_DIR"] = "(the run directory)"
+    env["RUN_ID"] = "(the run id)"
+    env["PROJECT_DIR"] = str(opdef.project_dir)
+    if options is not None and options.gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = options.gpus
+    return env
 
 
 def _op_tags(opdef: OpDef) -> list[str]:
@@ -645,9 +768,20 @@ def start(
     if not cmd:
         raise GuildError(f"run {run.id} has no command")
     op = run.get("op") or {}
+    params = run.get("run_params") or {}
+    debugging = bool(params.get("break") or params.get("break_on_error"))
+    if debugging:
+        cmd = debug_command(cmd, params.get("break"), bool(params.get("break_on_error")))
+        # A flags launcher lets the script's exception reach pdb.
+        env_debug = {"GUILD_DEBUG_SCRIPT": "1"}
+    else:
+        env_debug = {}
+        # The debugger talks to the terminal: output is not captured.
+        echo = True
     env = dict(os.environ)
     env.update({k: str(v) for k, v in (run.get("env") or {}).items()})
     env.update(secret_env(run, op))
+    env.update(env_debug)
     me = procs.current()
     run.mark_pending(me)
     run.clear_markers("STAGED", "ENV")
@@ -667,9 +801,9 @@ def start(
             cmd,
             cwd=run.path,
             env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdin=None if debugging else subprocess.DEVNULL,
+            stdout=None if debugging else subprocess.PIPE,
+            stderr=None if debugging else subprocess.PIPE,
         )
     except OSError as e:
         restore()
@@ -706,16 +840,25 @@ def start(
     term_out = sys.stdout.buffer if echo else None
     term_err = sys.stderr.buffer if echo else None
     threads = [
-        threading.Thread(target=pump, args=(proc.stdout, 0, term_out), daemon=True),
-        threading.Thread(target=pump, args=(proc.stderr, 1, term_err), daemon=True),
+        threading.Thread(target=pump, args=(stream, i, term), daemon=True)
+        for i, (stream, term) in enumerate(((proc.stdout, term_out), (proc.stderr, term_err)))
+        if stream is not None
     ]
     for t in threads:
         t.start()
+    timer = None
+    if params.get("stop_after"):
+        # --stop-after N: the run ends terminated, as guild stop ends it.
+        timer = threading.Timer(float(params["stop_after"]) * 60, interrupted.receive, args=(signal.SIGTERM,))
+        timer.daemon = True
+        timer.start()
     try:
         returncode = _wait(proc, interrupted)
         for t in threads:
             t.join()
     finally:
+        if timer is not None:
+            timer.cancel()
         restore()
         recorder.close()
     exit_status = returncode
@@ -727,9 +870,29 @@ def start(
     _record_end(run, exit_status)
     if on_stopped:
         on_stopped(run)
-    if exit_status == 0 and op.get("delete-on-success"):
+    if exit_status == 0 and op.get("delete-on-success") and not params.get("keep_run"):
         _delete_interim(run)
     return exit_status
+
+
+def debug_command(cmd: list[str], break_at: str | None, on_error: bool) -> list[str]:
+    """A Python run's command under pdb: stopped at `break_at` (``LINE``
+    or ``FILE:LINE``; a bare line is in the main script), and with
+    `on_error` the debugger opens where the script fails. Raises
+    `GuildError` for a command that does not run Python."""
+    exe = Path(cmd[0]).name if cmd else ""
+    if not exe.startswith("python"):
+        raise GuildError("--break and --break-on-error need an operation that runs Python")
+    args = [a for a in cmd[1:]]
+    opts = [a for a in args if a == "-u"]
+    rest = [a for a in args if a != "-u"]
+    if rest[:1] == ["-um"]:
+        rest = ["-m"] + rest[1:]
+    pdb = [cmd[0], *opts, "-m", "pdb"]
+    if break_at:
+        pdb += ["-c", f"break {break_at}"]
+    pdb += ["-c", "continue"]
+    return pdb + rest
 
 
 def _delete_interim(run: Run) -> None:

@@ -156,17 +156,22 @@ def plan(opdef, flag_vals: dict[str, Any], user_flags: dict[str, Any], options: 
     return p
 
 
-def create(p: Plan, launcher: str | None, run_params: dict[str, Any], *, staged: bool = False) -> Run:
-    """The batch run of plan `p`, whole (see `batch.create_batch`)."""
+def create(p: Plan, launcher: str | None, run_params: dict[str, Any], *, staged: bool = False,
+           attrs: dict[str, Any] | None = None) -> Run:
+    """The batch run of plan `p`, whole (see `batch.create_batch`), with
+    `attrs` (its label, tags, comments) written once it exists."""
     objective = None
     if p.entry:
         objective = p.objective if p.minimize else "-" + p.objective
-    return batchlib.create_batch(
+    batch = batchlib.create_batch(
         p.opdef, p.flag_vals, p.user_flags, launcher,
         optimizer=p.entry.name if p.entry else None, opt_flags=p.opt_flags,
         max_trials=p.max_trials, seed=p.seed, objective=objective,
         run_params=run_params, staged=staged,
     )
+    for name, val in (attrs or {}).items():
+        batch.write_attr(name, val)
+    return batch
 
 
 def drive(

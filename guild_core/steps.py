@@ -793,11 +793,12 @@ class Driver:
                 self._skip(p, matches)
                 return matches[0], None
         run_params = {**run_params, "batch_label": step.batch_label, "batch_tags": list(step.batch_tags)}
-        batch = scheduler.create(plan, self.launcher(p.opdef), run_params)
+        attrs = {}
         if step.batch_label:
-            batch.write_attr("label", step.batch_label)
+            attrs["label"] = step.batch_label
         if step.batch_tags:
-            batch.write_attr("tags", list(step.batch_tags))
+            attrs["tags"] = list(step.batch_tags)
+        batch = scheduler.create(plan, self.launcher(p.opdef), run_params, attrs=attrs)
         link_step(self.pipeline, step.name, batch)
 
         def make_trial(flags, user_flags, staged):

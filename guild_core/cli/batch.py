@@ -16,10 +16,12 @@ from guild_core.cli.common import confirm, flags_launcher, plugin_manager, print
 BatchArgs = scheduler.BatchOptions
 
 
-def run_batch(opdef, flag_vals, user_flags, args: BatchArgs, *, yes, stage, quiet, run_params, existing=None, deps=None):
+def run_batch(opdef, flag_vals, user_flags, args: BatchArgs, *, yes, stage, quiet, run_params, existing=None, deps=None,
+              options=None, batch_attrs=None):
     """Plan, preview and run a batch. `existing` is the batch run being
-    restarted, if any; `deps` are the resolved dependencies every trial
-    gets."""
+    restarted, if any; `deps` are the resolved dependencies and
+    `options` the run options (`runner.RunOptions`) every trial gets;
+    `batch_attrs` (label, tags, comments) are the batch run's own."""
     from guild_core import plugins, runner
     from guild_core.registry import Registry
 
@@ -36,9 +38,9 @@ def run_batch(opdef, flag_vals, user_flags, args: BatchArgs, *, yes, stage, quie
                 click.echo(line)
         return
     if not yes and not confirm(_preview(plan, stage, deps)):
-        sys.exit(1)
+        return  # declining is not an error, as in Guild AI
     if existing is None:
-        batch = scheduler.create(plan, flags_launcher(pm, opdef.flags_dest), run_params, staged=stage)
+        batch = scheduler.create(plan, flags_launcher(pm, opdef.flags_dest), run_params, staged=stage, attrs=batch_attrs)
     else:
         batch = existing
     if stage:
@@ -49,7 +51,7 @@ def run_batch(opdef, flag_vals, user_flags, args: BatchArgs, *, yes, stage, quie
 
     def make_trial(flags, trial_user, staged):
         launcher = flags_launcher(pm, opdef.flags_dest) if flags else None
-        return runner.create_run(opdef, flags, trial_user, launcher, staged=staged, deps=deps)
+        return runner.create_run(opdef, flags, trial_user, launcher, staged=staged, deps=deps, options=options)
 
     def start(run):
         return runner.start(

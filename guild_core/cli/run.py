@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -14,35 +16,69 @@ from guild_core.flagdefs import FlagDef
 from guild_core.cli.common import confirm, flag_detector, flags_launcher, plugin_manager, printable
 
 
-@click.command(context_settings={"ignore_unknown_options": False})
+REMOTE_LATER = "remote runs are not supported yet (see 'guild remotes' in a later release)"
+
+
+@click.command(context_settings={"ignore_unknown_options": False, "help_option_names": ["--help"]})
 @click.argument("opspec", required=False)
 @click.argument("flags", nargs=-1)
-@click.option("-y", "--yes", is_flag=True, help="Do not prompt before running.")
 @click.option("-l", "--label", metavar="LABEL", help="Set a label for the run.")
-@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the run (may be used more than once).")
-@click.option("-b", "--background", is_flag=True, help="Run in the background.")
-@click.option("--pidfile", metavar="PIDFILE", help="Run in the background and write its pid to PIDFILE.")
+@click.option("-t", "--tag", "tags", multiple=True, metavar="TAG", help="Tag the run (may be used more than once).")
+@click.option("-c", "--comment", metavar="COMMENT", help="Add COMMENT to the run.")
+@click.option("-ec", "--edit-comment", is_flag=True, help="Type the run's comment in an editor ($VISUAL or $EDITOR).")
+@click.option("-e", "--edit-flags", is_flag=True, help="Review and change the flags in an editor before running.")
+@click.option("-d", "--run-dir", metavar="DIR", help="Run in DIR instead of the run store (the run is not listed).")
+@click.option("--stage-dir", metavar="DIR", help="Stage the run in DIR instead of the run store.")
 @click.option("--stage", is_flag=True, help="Stage the run to start later with --start.")
 @click.option("--start", "--restart", "restart", metavar="RUN", help="Start a staged run or restart an existing one.")
-@click.option("--print-cmd", is_flag=True, help="Show the command the operation would run and exit.")
-@click.option("--help-op", is_flag=True, help="Show the operation's help and flags and exit.")
-@click.option("--test-sourcecode", is_flag=True, help="Show which source code files would be copied, and why, and exit.")
-@click.option("--force-flags", is_flag=True, help="Accept flags the operation does not define.")
-@click.option("-q", "--quiet", is_flag=True, help="Do not show messages from guild.")
-@click.option("-m", "--max-trials", type=int, metavar="N", help="Run at most N trials in a batch.")
+@click.option("--proto", metavar="RUN", help="Run a new run with the operation, flags and source code of RUN.")
+@click.option("--force-sourcecode", is_flag=True, help="With --restart or --proto, copy the project's source code as it is now.")
+@click.option("--gpus", metavar="DEVICES", help="Limit the run to GPUs DEVICES, a comma-separated list of ids (CUDA_VISIBLE_DEVICES).")
+@click.option("--no-gpus", is_flag=True, help="Hide every GPU from the run.")
+@click.option("-bl", "--batch-label", metavar="LABEL", help="Label of the batch run (batches only).")
+@click.option("-bt", "--batch-tag", "batch_tags", multiple=True, metavar="TAG", help="Tag the batch run (batches only; repeatable).")
+@click.option("-bc", "--batch-comment", metavar="COMMENT", help="Add COMMENT to the batch run.")
+@click.option("-ebc", "--edit-batch-comment", is_flag=True, help="Type the batch run's comment in an editor.")
 @click.option("-o", "--optimizer", metavar="NAME", help="Optimize flags with NAME (random, gp, ...).")
 @click.option("-O", "--optimize", is_flag=True, help="Optimize with the operation's default optimizer.")
+@click.option("-N", "--minimize", metavar="SCALAR", help="Scalar to minimize (default: loss).")
+@click.option("-X", "--maximize", metavar="SCALAR", help="Scalar to maximize.")
 @click.option("-Fo", "--opt-flag", "opt_flags", multiple=True, metavar="NAME=VALUE", help="An optimizer flag (repeatable).")
-@click.option("--minimize", metavar="SCALAR", help="Scalar to minimize (default: loss).")
-@click.option("--maximize", metavar="SCALAR", help="Scalar to maximize.")
+@click.option("-m", "--max-trials", "--trials", "max_trials", type=int, metavar="N", help="Run at most N trials in a batch.")
 @click.option("--random-seed", type=int, metavar="N", help="Seed for batch sampling.")
-@click.option("--print-trials", is_flag=True, help="Show the trials a batch would run and exit.")
-@click.option("--save-trials", metavar="PATH", help="Write the trials a batch would run to PATH (.csv, .json, .yml).")
-@click.option("--init-trials", is_flag=True, help="Create batch trials as pending runs and run none.")
+@click.option("--debug-sourcecode", metavar="PATH", help="Import the run's Python modules from PATH, not its source code copy.")
 @click.option("--stage-trials", is_flag=True, help="Create batch trials as staged runs.")
-@click.option("--needed", is_flag=True, help="On a batch restart, skip trials that completed.")
+@click.option("-r", "--remote", metavar="REMOTE", help="Run on REMOTE (not supported yet).")
+@click.option("-y", "--yes", is_flag=True, help="Do not prompt before running.")
+@click.option("-f", "--force-flags", is_flag=True, help="Accept flags the operation does not define.")
+@click.option("--force-deps", is_flag=True, help="Run even when a dependency cannot be resolved (with a warning).")
+@click.option("--stop-after", type=float, metavar="N", help="Stop the run after N minutes (it ends terminated).")
 @click.option("--fail-on-trial-error", is_flag=True, help="Stop a batch at the first failed trial.")
-def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, print_cmd, help_op, test_sourcecode, force_flags, quiet, **batch_opts):
+@click.option("--needed", is_flag=True, help="Run only when no completed or running run has the same operation and flags; on a batch restart, skip completed trials.")
+@click.option("-b", "--background", is_flag=True, help="Run in the background.")
+@click.option("--pidfile", metavar="PIDFILE", help="Run in the background and write its pid to PIDFILE.")
+@click.option("-n", "--no-wait", is_flag=True, help="Do not wait for a remote run (with --remote).")
+@click.option("--save-trials", metavar="PATH", help="Write the trials a batch would run to PATH (.csv, .json, .yml).")
+@click.option("--keep-run", is_flag=True, help="Keep the run even when the operation is delete-on-success.")
+@click.option("--keep-batch", is_flag=True, help="Keep the batch run (batch runs are always kept here).")
+@click.option("-D", "--dep", "extra_deps", multiple=True, metavar="PATH", help="Copy PATH into the run as a dependency (repeatable).")
+@click.option("--break", "break_", metavar="LOCATION", help="Start the Python script under pdb with a breakpoint at LOCATION (LINE or FILE:LINE).")
+@click.option("--break-on-error", is_flag=True, help="Enter the Python debugger where the script fails.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not show messages from guild.")
+@click.option("--print-cmd", is_flag=True, help="Show the command the operation would run and exit.")
+@click.option("--print-env", is_flag=True, help="Show the environment the operation would run with and exit.")
+@click.option("--print-trials", is_flag=True, help="Show the trials a batch would run and exit.")
+@click.option("--help-model", is_flag=True, help="Show the model's help and exit.")
+@click.option("-h", "--help-op", is_flag=True, help="Show the operation's help and flags and exit.")
+@click.option("--test-output-scalars", metavar="OUTPUT", help="Show what the output-scalars patterns find in OUTPUT (a file, or - for standard input) and exit.")
+@click.option("--test-sourcecode", is_flag=True, help="Show which source code files would be copied, and why, and exit.")
+@click.option("--test-flags", is_flag=True, help="Show the operation's flag definitions and exit.")
+@click.option("--init-trials", is_flag=True, help="Create batch trials as pending runs and run none.")
+def run(opspec, flags, label, tags, comment, edit_comment, edit_flags, run_dir, stage_dir, stage, restart, proto,
+        force_sourcecode, gpus, no_gpus, batch_label, batch_tags, batch_comment, edit_batch_comment,
+        debug_sourcecode, remote, yes, force_flags, force_deps, stop_after, background, pidfile, no_wait,
+        keep_run, keep_batch, extra_deps, break_, break_on_error, quiet, print_cmd, print_env, help_model,
+        help_op, test_output_scalars, test_sourcecode, test_flags, **batch_opts):
     """Run an operation.
 
     OPSPEC is an operation from guild.yml or a script path (train.py).
@@ -50,6 +86,27 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
     (range[1:5]), search ranges (uniform[0:1]) and @FILE batch files run
     a batch of trials.
     """
+    if remote or no_wait:
+        raise GuildError(REMOTE_LATER if remote else "--no-wait needs --remote, and remote runs are not supported yet")
+    if gpus is not None and no_gpus:
+        raise GuildError("--gpus and --no-gpus cannot both be used")
+    if run_dir and stage_dir:
+        raise GuildError("--run-dir and --stage-dir cannot both be used")
+    if stop_after is not None and not stop_after > 0:
+        raise GuildError(f"invalid --stop-after {stop_after:g}: give a number of minutes greater than 0")
+    extra = RunExtras(
+        comment=_comment(comment, edit_comment),
+        batch_label=batch_label, batch_tags=list(batch_tags),
+        batch_comment=_comment(batch_comment, edit_batch_comment),
+        gpus=_gpus(gpus, no_gpus), stop_after=stop_after, keep_run=keep_run,
+        run_dir=run_dir or stage_dir, force_deps=force_deps, extra_deps=list(extra_deps),
+        debug_sourcecode=debug_sourcecode, break_at=break_, break_on_error=break_on_error,
+        edit_flags=edit_flags, force_sourcecode=force_sourcecode,
+    )
+    if stage_dir:
+        stage = True
+    if proto and restart:
+        raise GuildError("--proto and --restart cannot both be used")
     if opspec and ("=" in opspec or opspec.startswith("@")) and not Path(opspec).exists():
         flags = (opspec,) + flags
         opspec = None
@@ -58,8 +115,9 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
     batch_opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in batch_opts.items()}
     batch_opts["batch_files"] = [f[1:] for f in flags if f.startswith("@")]
     flags = tuple(f for f in flags if not f.startswith("@"))
-    if restart:
-        _restart(restart, list(flags), yes, label, tags, background, pidfile, print_cmd, force_flags, quiet, batch_opts)
+    if restart or proto:
+        _restart(restart or proto, list(flags), yes, label, tags, background, pidfile, print_cmd, force_flags, quiet, batch_opts,
+                 extra=extra, proto=bool(proto))
         return
     from guild_core import opdef as opdeflib
     from guild_core import runner
@@ -77,6 +135,9 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         if optimizer_help:
             click.echo(optimizer_help)
             return
+    if help_model:
+        click.echo(_help_model(opspec))
+        return
     opdef = opdeflib.resolve(opspec, Path.cwd(), flag_detector(pm))
     if help_op:
         click.echo(_help_op(opdef))
@@ -86,12 +147,23 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
 
         click.echo("\n".join(sourcecodelib.test_sourcecode_for(opdef, Path.cwd())))
         return
+    if test_flags:
+        click.echo(_test_flags(opdef))
+        return
+    if test_output_scalars:
+        _test_output_scalars(opdef, test_output_scalars)
+        return
     try:
         assigns = flagslib.parse_assigns(list(flags))
         deps, dep_values = _dependencies(opdef.data.get("requires"), assigns, opdef.flagdefs)
         flag_vals, user_flags = flagslib.resolve_flag_values(opdef.flagdefs, assigns, force_flags)
+        if extra.edit_flags:
+            edited = _edit_flags(flag_vals, opdef.flagdefs, force_flags)
+            if edited is not None:
+                flag_vals, user_flags = edited
     except FlagError as e:
         raise _flag_error(e, opdef.name) from None
+    deps += _extra_deps(extra.extra_deps)
     run_params = {
         "opspec": opspec,
         "flags": list(flags),
@@ -116,8 +188,12 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         from guild_core.cli.batch import BatchArgs, run_batch
 
         # One selection for every trial, made before the batch exists.
-        resolved = _resolve(deps, dep_values, opdef.project_dir, flag_vals)
-        run_batch(opdef, flag_vals, user_flags, BatchArgs(**batch_opts), yes=yes, stage=stage, quiet=quiet, run_params=run_params, deps=resolved)
+        resolved = _resolve(deps, dep_values, opdef.project_dir, flag_vals, extra.force_deps)
+        run_batch(
+            opdef, flag_vals, user_flags, BatchArgs(**batch_opts), yes=yes, stage=stage, quiet=quiet,
+            run_params=run_params, deps=resolved, options=extra.run_options(),
+            batch_attrs=_batch_attrs(extra),
+        )
         return
     # With no flag values to deliver, the script runs as it is: a launcher
     # would only add its own start-up.
@@ -127,14 +203,24 @@ def run(opspec, flags, yes, label, tags, background, pidfile, stage, restart, pr
         op = runner.op_data(opdef, launcher, script_in_run=True)
         click.echo(" ".join(shlex.quote(a) for a in runner.command(op, flag_vals)))
         return
-    resolved = _resolve(deps, dep_values, opdef.project_dir, flag_vals)
+    if print_env:
+        for name, val in sorted(runner.preview_env(opdef, launcher, flag_vals, extra.run_options()).items()):
+            click.echo(f"{name}={printable(val)}")
+        return
+    if batch_opts.get("needed") and _skip_needed(opdef, flag_vals):
+        return
+    resolved = _resolve(deps, dep_values, opdef.project_dir, flag_vals, extra.force_deps)
     action = "stage" if stage else "run"
     if not yes and not confirm(_preview(f"You are about to {action} {opdef.name}", flag_vals, resolved)):
-        sys.exit(1)
+        # As Guild AI: declining is not an error.
+        return
     new_run = runner.create_run(
         opdef, flag_vals, user_flags, launcher,
         label=label, tags=list(tags), run_params=run_params, staged=stage, deps=resolved,
+        options=extra.run_options(), run_dir=extra.run_dir,
     )
+    if extra.run_dir and not quiet:
+        click.echo(f"Run directory is '{new_run.path}' (results will not be visible to Guild)", err=True)
     if stage:
         if not quiet:
             click.echo(f"{opdef.name} staged as {new_run.id}")
@@ -161,7 +247,7 @@ def _run_pipeline(opdef, flag_vals, user_flags, run_params, batch_opts, print_cm
     stage = run_params["stage"]
     action = "stage" if stage else "run"
     if not run_params["yes"] and not confirm(_pipeline_preview(f"You are about to {action} {opdef.name}", flag_vals, planned)):
-        sys.exit(1)
+        return  # declining is not an error, as in Guild AI
     run_params["needed"] = bool(batch_opts.get("needed"))
     new_run = stepslib.create(
         opdef, flag_vals, user_flags,
@@ -185,6 +271,85 @@ def _pipeline_preview(header, flag_vals, planned) -> str:
 
 def _warn(msg: str) -> None:
     click.echo(f"WARNING: {printable(msg)}", err=True)
+
+
+@dataclass
+class RunExtras:
+    """`guild run` options that shape the run beyond its flags."""
+
+    comment: str | None = None
+    batch_label: str | None = None
+    batch_tags: list[str] = field(default_factory=list)
+    batch_comment: str | None = None
+    gpus: str | None = None
+    stop_after: float | None = None
+    keep_run: bool = False
+    run_dir: str | None = None
+    force_deps: bool = False
+    extra_deps: list[str] = field(default_factory=list)
+    debug_sourcecode: str | None = None
+    break_at: str | None = None
+    break_on_error: bool = False
+    edit_flags: bool = False
+    force_sourcecode: bool = False
+
+    def run_options(self) -> dict:
+        """What `runner` applies to a run (see `runner.apply_options`)."""
+        from guild_core import runner
+
+        return runner.RunOptions(
+            comment=self.comment, gpus=self.gpus, stop_after=self.stop_after,
+            keep_run=self.keep_run, debug_sourcecode=self.debug_sourcecode,
+            break_at=self.break_at, break_on_error=self.break_on_error,
+        )
+
+
+def _comment(text: str | None, edit: bool) -> str | None:
+    if not edit:
+        return text
+    edited = _edit(text or "", ".GUILD_COMMENT")
+    return edited.strip() or None if edited is not None else text
+
+
+def _edit(text: str, extension: str) -> str | None:
+    """`text` edited in $VISUAL or $EDITOR (None: left unchanged)."""
+    try:
+        return click.edit(text, extension=extension)
+    except click.ClickException as e:
+        raise GuildError(f"cannot start the editor: {e.format_message()}") from None
+
+
+_GPUS_P = re.compile(r"^\d+(,\d+)*$")
+
+
+def _gpus(gpus: str | None, no_gpus: bool) -> str | None:
+    """CUDA_VISIBLE_DEVICES for --gpus / --no-gpus."""
+    if no_gpus:
+        return ""
+    if gpus is None:
+        return None
+    value = gpus.replace(" ", "")
+    if not _GPUS_P.match(value):
+        raise GuildError(f"invalid --gpus {gpus!r}: expected GPU ids separated by commas (0,1)")
+    return value
+
+
+def _edit_flags(flag_vals: dict, flagdefs: dict, force_flags: bool):
+    """-e: the flags as YAML in an editor; the edited values, typed."""
+    import yaml
+
+    text = "".join(f"{n}: {flagslib.encode_value(v)}\n" for n, v in sorted(flag_vals.items()))
+    edited = _edit(text, ".yml")
+    if edited is None or edited == text:
+        return None
+    try:
+        data = yaml.safe_load(edited) or {}
+    except yaml.YAMLError as e:
+        raise GuildError(f"edited flags are not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise GuildError("edited flags must be NAME: VALUE lines")
+    assigns = {str(n): (v if isinstance(v, str) else flagslib.encode_value(v)) for n, v in data.items() if v is not None}
+    return flagslib.resolve_flag_values(flagdefs, assigns, force_flags)
 
 
 def _wants_batch(batch_opts) -> bool:
@@ -218,12 +383,19 @@ def _start(run, op_name, background, pidfile, quiet):
         sys.exit(exit_status if exit_status > 0 else 128 - exit_status)
 
 
-def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, force_flags, quiet, batch_opts):
+def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, force_flags, quiet, batch_opts,
+             extra: RunExtras | None = None, proto: bool = False):
+    """Restart run `spec`; with `proto` (--proto), run a copy of it
+    instead, made only once confirmed."""
     from guild_core import runner, select
     from guild_core.opdef import _typed
 
+    extra = extra or RunExtras()
     run = select.select_one(select.all_runs(), spec)
-    if run.status == "running":
+    if proto:
+        if run.batch_proto is not None:
+            raise GuildError(f"cannot use batch run {run.id} as a prototype: use one of its trials")
+    elif run.status == "running":
         raise GuildError(f"run {run.id} is still running", hint="Stop it first with 'guild stop'.")
     if run.batch_proto is not None:
         from guild_core.cli.batch import BatchArgs
@@ -263,8 +435,17 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
         for name, value in _recorded_dep_values(run).items():
             dep_values.setdefault(name, value)
         resolved = _resolve(deps, dep_values, run.project_dir or ".", flag_vals)
-    if not yes and not confirm(_preview(f"You are about to start {run.id} ({run.op_name})", flag_vals, resolved)):
-        sys.exit(1)
+    header = f"You are about to run {run.op_name} (using {run.id} as a prototype)" if proto else f"You are about to start {run.id} ({run.op_name})"
+    if not yes and not confirm(_preview(header, flag_vals, resolved)):
+        return  # declining is not an error, as in Guild AI
+    if proto:
+        run = runner.copy_for_proto(run, run_dir=extra.run_dir)
+        user_flags = {**(run.get("user_flags") or {}), **new_user_flags}
+        runner.update_flags(run, flag_vals, user_flags, label)
+        assigns, label = {}, None
+    if extra.force_sourcecode:
+        _refresh_sourcecode(run)
+    runner.apply_options(run, extra.run_options())
     if adopted is not None:
         run.write_attr("op", adopted)
         run.write_attr("cmd", runner.command(adopted, flag_vals))
@@ -281,6 +462,22 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
     if pipeline_params is not None:
         run.write_attr("run_params", pipeline_params)
     _start(run, run.op_name, background, pidfile, quiet)
+
+
+def _refresh_sourcecode(run) -> None:
+    """--force-sourcecode: the run's source code copied again from its
+    project, as it is now."""
+    from guild_core import opdef as opdeflib
+    from guild_core import sourcecode as sourcecodelib
+
+    opref = run.opref
+    if opref is None or not opref.project_dir or not Path(opref.project_dir).is_dir():
+        raise GuildError(f"cannot copy source code for run {run.id}: its project is gone")
+    opdef = opdeflib.resolve(opref.op_name, Path(opref.project_dir), flag_detector(plugin_manager()))
+    files = sourcecodelib.files_for(opdef, sourcecodelib.warn_stderr)
+    digest = sourcecodelib.copy_files(opdef.project_dir, opdef.sourcecode, files, run.path)
+    if opdef.sourcecode.digest:
+        run.write_attr("sourcecode_digest", digest)
 
 
 def _check_pipeline_restart(run, flag_vals, label, tags, batch_opts):
@@ -369,12 +566,21 @@ def _recorded_dep_values(run) -> dict:
     return values
 
 
-def _resolve(deps, values: dict, project_dir, flags: dict | None = None):
+def _resolve(deps, values: dict, project_dir, flags: dict | None = None, force: bool = False):
     """Resolve dependencies before anything is created: an unmet one is
-    an error and no run is left behind. `flags` fill in ``${flag}``
+    an error and no run is left behind (with `force`, --force-deps, a
+    warning, and the run goes without it). `flags` fill in ``${flag}``
     references in their definitions."""
     if not deps:
         return []
+    if force:
+        resolved = []
+        for dep in deps:
+            try:
+                resolved += _resolve([dep], values, project_dir, flags)
+            except GuildError as e:
+                _warn(f"{e} (continuing: --force-deps)")
+        return resolved
     from guild_core import deps as depslib
 
     deps = depslib.with_flag_refs(deps, flags or {})
@@ -386,6 +592,120 @@ def _resolve(deps, values: dict, project_dir, flags: dict | None = None):
     resolvers = {kind: entry.value for kind, entry in Registry(plugin_manager()).resolvers().items()}
     ctx = depslib.Context(select.all_runs(), Path(project_dir), resolvers, extensions())
     return depslib.resolve_all(deps, values, ctx, resolvers)
+
+
+def _extra_deps(paths: list[str]) -> list:
+    """-D PATH: each a file dependency, copied into the run."""
+    if not paths:
+        return []
+    from guild_core import deps as depslib
+    from guild_core.registry import Registry
+
+    kinds = set(Registry(plugin_manager()).resolvers())
+    for path in paths:
+        if not Path(path).exists():
+            raise GuildError(f"cannot find dependency {path}")
+    return depslib.dependencies([{"file": str(Path(p).absolute())} for p in paths], kinds)
+
+
+def _batch_attrs(extra: RunExtras) -> dict:
+    from guild_core import util
+
+    attrs = {}
+    if extra.batch_label:
+        attrs["label"] = extra.batch_label
+    if extra.batch_tags:
+        attrs["tags"] = list(extra.batch_tags)
+    if extra.batch_comment:
+        attrs["comments"] = [{
+            "body": extra.batch_comment, "user": util.username(),
+            "host": util.hostname(), "time": util.now_micros(),
+        }]
+    return attrs
+
+
+def _skip_needed(opdef, flag_vals) -> bool:
+    """--needed: a completed or running run of the operation with these
+    flags means nothing runs (Guild AI's message, exit 0)."""
+    from guild_core import select, steps
+    from guild_core.util import format_timestamp
+
+    matches = steps.matching_runs(opdef, flag_vals, select.all_runs())
+    if not matches:
+        return False
+    click.echo("Skipping run because the following runs match this operation (--needed specified):")
+    for run in matches:
+        started = format_timestamp(run.get("started"))
+        click.echo(printable(f"  [{run.short_id}]  {run.op_name}  {started}  {run.status}  {run.get('label') or ''}".rstrip()))
+    return True
+
+
+def _help_model(opspec: str) -> str:
+    """--help-model: the model's description and operations."""
+    from guild_core.opdef import find_guildfile, load_guildfile
+
+    gf = find_guildfile(Path.cwd())
+    if gf is None:
+        raise GuildError("there is no guild.yml here: --help-model needs a model")
+    model = opspec.split(":", 1)[0] if ":" in opspec else ""
+    opdefs = load_guildfile(gf)
+    ops = {
+        name: od for name, od in opdefs.items()
+        if (name.split(":", 1)[0] if ":" in name else "") == model
+    }
+    if not ops:
+        raise GuildError(f"cannot find model '{model}' in {gf.name}")
+    shown = f"{model}:OPERATION" if model else "OPERATION"
+    lines = [f"Usage: guild run [OPTIONS] {shown} [FLAG]...", ""]
+    lines += [f"Use 'guild run {shown} --help-op' for help on a particular operation.", "", "Operations:"]
+    width = max(len(n.split(":")[-1]) for n in ops)
+    for name, od in sorted(ops.items()):
+        desc = str((od.get("description") if isinstance(od, dict) else "") or "").split("\n")[0]
+        lines.append(f"  {name.split(':')[-1].ljust(width)}  {printable(desc)}".rstrip())
+    return "\n".join(lines)
+
+
+def _test_flags(opdef) -> str:
+    """--test-flags: where flags go and each flag's definition."""
+    import yaml
+
+    data = opdef.data or {}
+    lines = [f"flags-dest: {opdef.flags_dest}", f"flags-import: {flagslib.encode_value(data.get('flags-import', 'no'))}", "flags:"]
+    if not opdef.flagdefs:
+        lines[-1] = "flags: {}"
+    for name, fd in sorted(opdef.flagdefs.items()):
+        lines.append(f"  {printable(name)}:")
+        for key, val in fd.to_dict().items():
+            shown = yaml.safe_dump(val, default_flow_style=True).strip().removesuffix("...").strip() if val is not None else ""
+            lines.append(f"    {key}: {printable(shown)}".rstrip())
+    return "\n".join(lines)
+
+
+def _test_output_scalars(opdef, source: str) -> None:
+    """--test-output-scalars: each line of `source` (a file, or - for
+    standard input) and what the operation's patterns find in it."""
+    from guild_core import scalars as scalarslib
+
+    config = (opdef.data or {}).get("output-scalars")
+    patterns = scalarslib.compile_patterns(config)
+    if source == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(source).read_text(errors="replace")
+        except OSError as e:
+            raise GuildError(f"cannot read {source}: {e.strerror}") from None
+    for line in text.splitlines():
+        click.echo(printable(line))
+        for key, pattern in patterns:
+            found = [m.groups() or (m.group(0),) for m in pattern.finditer(line)]
+            shown = repr(pattern.pattern)
+            if not found:
+                click.echo(f"  {printable(shown)}: <no matches>")
+                continue
+            values = scalarslib.OutputScalars(config).line(line)
+            got = ", ".join(f"{k}={v:g}" for k, v, _s in values)
+            click.echo(f"  {printable(shown)}: {printable(found)} ({printable(got)})")
 
 
 def _help_optimizer(pm, name: str) -> str | None:

@@ -293,6 +293,10 @@ def _run(
     sys.argv[:] = [script, *extra]
     sys.path[0] = os.path.dirname(path)
     failed = False
+    if os.environ.get("GUILD_DEBUG_SCRIPT"):
+        # Under guild run --break-on-error: pdb takes the exception.
+        exec(code, namespace)
+        return
     try:
         exec(code, namespace)
     except Exception as e:
