@@ -130,20 +130,23 @@ def _tests(rf: RunFilter, extensions, now) -> list:
 
 
 def _op_match(ref: str, op_name: str) -> bool:
-    """Guild AI's rule: ``^...`` or ``...$`` is a regular expression;
-    otherwise each part given (``model:op``) must equal the run's, with
-    ``*`` wildcards."""
+    """The seed's rule (and Guild AI's): a run matches when any part of
+    its full operation name (``model:op``) contains `ref` (``-Fo trai``
+    matches ``train``). ``^...`` or ``...$`` is a regular expression;
+    with ``*``, ``?`` or ``[...]`` it is a wildcard pattern each part
+    given (``model:op``) must match (``t*``: operations starting with
+    t)."""
     if ref.startswith("^") or ref.endswith("$"):
         try:
             return re.search(ref, op_name) is not None
         except re.error:
             return False
+    if not any(c in ref for c in "*?["):
+        return ref in op_name
     ref_model, _, ref_op = ref.rpartition(":")
     model, _, op = op_name.rpartition(":")
     for want, have in ((ref_model, model), (ref_op, op)):
-        if not want:
-            continue
-        if not have or not fnmatch.fnmatchcase(have, want):
+        if want and (not have or not fnmatch.fnmatchcase(have, want)):
             return False
     return True
 

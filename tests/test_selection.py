@@ -127,6 +127,10 @@ def test_spec_errors_name_the_spec(cli, home_runs):
         (["-Fo", "other.py", "-Fo", "train.py"], ["e", "d best", "c", "b", "a best"]),
         (["--operation", "^oth"], ["d best"]),
         (["-Fo", "t*"], ["e", "c", "b", "a best"]),
+        # As the seeds say: any part of the operation name containing it.
+        (["-Fo", "trai"], ["e", "c", "b", "a best"]),
+        (["-Fo", "her.p"], ["d best"]),
+        (["-Fo", ".py"], ["e", "d best", "c", "b", "a best"]),
         (["-Fl", "best"], ["d best", "a best"]),
         (["--label", "b", "-Fl", "e"], ["e", "d best", "b", "a best"]),
         (["-Ft", "keep"], ["b"]),
