@@ -381,13 +381,50 @@ def _sort(table: Table, col: str, values: list[RunValues], reverse: bool) -> Non
         keys = [col_value(rv, spec) for rv in values]
         if table.rows and all(k is None for k in keys):
             raise GuildError(f"no such column '{col}'")
-    order = sorted(
-        range(len(table.rows)),
-        key=lambda i: _SortKey(keys[i], not reverse),
-        reverse=reverse,
-    )
+    order = sort_order(keys, reverse)
     table.rows = [table.rows[i] for i in order]
     table.runs = [table.runs[i] for i in order]
+
+
+def sort_order(keys: list[Any], reverse: bool = False, numeric: bool = False) -> list[int]:
+    """The indexes of `keys` in sorted order (stable), missing values
+    last either way. By value (as --min/--max): numbers by value, other
+    mixed types by their text. `numeric`: only numbers, and text that
+    reads as one, by value (NaN after the other numbers); everything
+    else last, in its order."""
+    if numeric:
+        nums = [_number(k) for k in keys]
+        sign = -1 if reverse else 1
+        return sorted(
+            range(len(keys)),
+            key=lambda i: (1, 0, 0.0) if nums[i] is None
+            else (0, 1, 0.0) if math.isnan(nums[i])
+            else (0, 0, sign * nums[i]),
+        )
+    return sorted(range(len(keys)), key=lambda i: _SortKey(keys[i], not reverse), reverse=reverse)
+
+
+def _number(val: Any) -> float | None:
+    if isinstance(val, bool):
+        return None
+    if isinstance(val, (int, float)):
+        return float(val)
+    if isinstance(val, str):
+        try:
+            return float(val)
+        except ValueError:
+            return None
+    return None
+
+
+def changed_columns(rows: list[list[Any]]) -> list[int]:
+    """The indexes of the columns whose values differ between rows
+    (with fewer than two rows, every column)."""
+    if not rows:
+        return []
+    if len(rows) < 2:
+        return list(range(len(rows[0])))
+    return [i for i in range(len(rows[0])) if any(row[i] != rows[0][i] for row in rows[1:])]
 
 
 def drop_unchanged(header: list[str], rows: list[list[Any]]) -> tuple[list[str], list[list[Any]]]:
@@ -395,7 +432,7 @@ def drop_unchanged(header: list[str], rows: list[list[Any]]) -> tuple[list[str],
     fewer than two rows, unchanged)."""
     if len(rows) < 2:
         return header, rows
-    keep = [i for i in range(len(header)) if any(row[i] != rows[0][i] for row in rows[1:])]
+    keep = changed_columns(rows)
     return [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
 
 
@@ -430,14 +467,17 @@ def format_cell(val: Any) -> str:
 def formatted_rows(table: Table) -> list[list[str]]:
     """Cells as shown in the table; a marked run's operation gets
     ``[marked]`` as in Guild AI."""
-    op_i = table.header.index("operation") if "operation" in table.header else None
-    out = []
-    for run, row in zip(table.runs, table.rows):
-        cells = [format_cell(v) for v in row]
-        if op_i is not None and row[op_i] is not None and run.get("marked"):
-            cells[op_i] += " [marked]"
-        out.append(cells)
-    return out
+    return [row_cells(table.header, run, row) for run, row in zip(table.runs, table.rows)]
+
+
+def row_cells(header: list[str], run: Run, row: list[Any]) -> list[str]:
+    """One row's cells as shown (`header` names the row's columns)."""
+    cells = [format_cell(v) for v in row]
+    if "operation" in header:
+        i = header.index("operation")
+        if row[i] is not None and run.get("marked"):
+            cells[i] += " [marked]"
+    return cells
 
 
 def table_lines(table: Table, skip_unchanged: bool = False, escape=None) -> list[str]:
@@ -455,6 +495,71 @@ def table_lines(table: Table, skip_unchanged: bool = False, escape=None) -> list
     if escape is not None:
         lines = [[escape(cell) for cell in row] for row in lines]
     return align(lines)
+
+
+@dataclass
+class Shown:
+    """The table as the interactive compare shows it: `cells[i]` (text,
+    as in the printed table) and `rows[i]` (raw values, for sorting)
+    belong to `runs[i]`, column by column as `header`."""
+
+    header: list[str]
+    rows: list[list[Any]]
+    cells: list[list[str]]
+    runs: list[Run]
+
+    def refresh_row(self, i: int, escape=None) -> None:
+        """Cells of row `i` again (after marking its run)."""
+        cells = row_cells(self.header, self.runs[i], self.rows[i])
+        self.cells[i] = [escape(c) for c in cells] if escape else cells
+
+
+def shown(table: Table, skip_unchanged: bool = False, escape=None) -> Shown:
+    """`table` for the interactive compare: the printed table's columns
+    (`skip_unchanged` drops the same ones) and cells, `escape` applied
+    to headers and cells as in `table_lines`, with the raw values kept
+    alongside."""
+    header, rows, cells = table.header, table.rows, formatted_rows(table)
+    if skip_unchanged and len(cells) > 1:
+        keep = changed_columns(cells)
+        header = [header[i] for i in keep]
+        rows = [[row[i] for i in keep] for row in rows]
+        cells = [[row[i] for i in keep] for row in cells]
+    if escape is not None:
+        header = [escape(h) for h in header]
+        cells = [[escape(c) for c in row] for row in cells]
+    return Shown(list(header), [list(r) for r in rows], cells, list(table.runs))
+
+
+def run_detail(run: Run) -> list[str]:
+    """A run's details, as Guild AI's interactive compare shows them for
+    the current row: core attributes, flags and last scalar values."""
+    rv = RunValues(run)
+
+    def text(val: Any) -> str:
+        return "" if val is None else str(val)
+
+    lines = [
+        f"Id: {run.id}",
+        f"Operation: {text(rv.attr('operation'))}",
+        f"From: {text(rv.attr('from'))}",
+        f"Status: {text(rv.attr('status'))}",
+        f"Started: {text(rv.attr('started'))}",
+        f"Stopped: {text(rv.attr('stopped'))}",
+        f"Time: {text(rv.attr('time'))}",
+        f"Label: {text(run.get('label'))}",
+    ]
+    flags = run.get("flags")
+    if isinstance(flags, dict) and flags:
+        lines.append("Flags:")
+        lines.extend(f"  {name}: {text(flags[name])}" for name in sorted(flags, key=str))
+    scalars = rv.scalars()
+    if scalars:
+        lines.append("Scalars:")
+        for tag, summ in sorted(scalars.items()):
+            val, step = summ.last
+            lines.append(f"  {tag}: {val:.6f} (step {step})")
+    return lines
 
 
 def csv_text(table: Table, skip_unchanged: bool = False) -> str:
