@@ -1,4 +1,4 @@
-"""``guild compare``: runs side by side, as a table, CSV or JSON."""
+"""``guild compare``: runs side by side, interactively, as a table, CSV or JSON."""
 
 from __future__ import annotations
 
@@ -55,8 +55,13 @@ def compare(runs, table, csv, as_json, print_scalars, rf, **kw):
 
     Shows one row per run: the core columns run, operation, started,
     time, status and label, then each run's flags, a step column and
-    the last value of each scalar. guild has no interactive view: the
-    table is printed ('-t' is accepted for Guild AI compatibility).
+    the last value of each scalar.
+
+    On a terminal, with none of --table, --csv and --json, the table
+    opens interactively: move with the arrow keys or h, j, k, l, sort
+    by the current column with s (ascending) and S (descending), mark a
+    run with m, refresh with r, see every key with ?, quit with q.
+    Otherwise (output to a file or a pipe, or -t) the table is printed.
 
     \b
     Column specs (-c, -cc, --min, --max), comma-separated:
@@ -77,12 +82,14 @@ def compare(runs, table, csv, as_json, print_scalars, rf, **kw):
     from guild_core import compare as cmp
 
     _check_incompatible(table=table, csv=csv, json=as_json)
-    runs_ = selected_runs(rf, runs)
     if print_scalars:
-        _print_scalars(runs_)
+        _print_scalars(selected_runs(rf, runs))
         return
     opts = cmp.Options(**kw)
-    data = cmp.build(runs_, opts)
+    if not (table or csv or as_json) and _on_terminal():
+        _interactive(rf, runs, opts)
+        return
+    data = cmp.build(selected_runs(rf, runs), opts)
     if csv:
         _write_csv(csv, cmp.csv_text(data, opts.skip_unchanged), len(data.runs))
     elif as_json:
@@ -94,6 +101,37 @@ def compare(runs, table, csv, as_json, print_scalars, rf, **kw):
 
         for line in cmp.table_lines(data, opts.skip_unchanged, escape=printable):
             click.echo(line)
+
+
+def _on_terminal() -> bool:
+    """Whether the interactive table can be shown: standard output and
+    input are a terminal (keys are read from standard input), and one
+    that can draw (not TERM=dumb, as in an editor's shell)."""
+    import os
+    import sys
+
+    if os.environ.get("TERM", "dumb") == "dumb":
+        return False
+    try:
+        return sys.stdout.isatty() and sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _interactive(rf, runs, opts) -> None:
+    from guild_core import compare as cmp
+
+    from . import compare_tui
+    from .common import printable
+
+    def load():
+        # Selected again on each refresh, as Guild AI does.
+        table = cmp.build(selected_runs(rf, runs), opts)
+        return cmp.shown(table, opts.skip_unchanged, escape=printable)
+
+    status = compare_tui.show(load)
+    if status:
+        click.get_current_context().exit(status)
 
 
 def _check_incompatible(**opts):
