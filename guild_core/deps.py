@@ -582,14 +582,22 @@ def install(resolved: list[Resolved], run_dir: Path) -> dict[str, Any]:
     attr: dict[str, Any] = {}
     installed: set[Path] = set()
     sourcecode = _sourcecode_files(run)
+    project = run.project_dir
+    lines: list[str] = []
     for res in resolved:
         dep = res.dep
         if dep.multi:
             target = run_dir / str(dep.spec.get("target-path") or "")
             target.mkdir(parents=True, exist_ok=True)
             res.paths = _link_runs(res.runs, target, run_dir)
+            lines.extend(_manifest_line(run_dir, rel, [dep.uri]) for rel in res.paths)
         else:
-            res.paths = _place(res, run_dir, flags, op, installed, sourcecode)
+            placed: list[tuple[str, SourceFile]] = []
+            res.paths = _place(res, run_dir, flags, op, installed, sourcecode, placed)
+            # Another run's files are never the project's, even with the
+            # Guild home inside the project.
+            origin = None if res.runs else project
+            lines.extend(_manifest_line(run_dir, rel, _source_args(dep, f, origin)) for rel, f in placed)
         source: dict[str, Any] = {"uri": dep.uri, "paths": res.paths}
         if res.runs:
             source["config"] = [r.id for r in res.runs] if dep.multi else res.runs[0].id
@@ -599,7 +607,69 @@ def install(resolved: list[Resolved], run_dir: Path) -> dict[str, Any]:
             # What the user chose on the command line, for a restart.
             source["value"] = res.value
         attr.setdefault(dep.group, {})[dep.key] = source
+    _write_manifest_deps(run, lines)
     return attr
+
+
+def _source_args(dep: Dependency, f: SourceFile, project: str | None) -> list[str]:
+    """Guild AI's manifest source for a placed file: ``file:PATH`` for
+    a file of the project, else the dependency's URI and the file's
+    name (an archive member, a download, another run's file), which
+    ``guild merge`` never copies back."""
+    if f.generate is None and f.path is not None and project:
+        rel = os.path.relpath(os.path.abspath(f.path), os.path.abspath(project))
+        if rel != ".." and not rel.startswith(".." + os.sep) and not os.path.isabs(rel):
+            return ["file:" + rel.replace(os.sep, "/")]
+    return [dep.uri, f.name] if f.name else [dep.uri]
+
+
+def _manifest_line(run_dir: Path, rel: str, source: list[str]) -> str:
+    import shlex
+
+    from . import util
+
+    path = run_dir / rel
+    digest = "-"
+    if path.is_file():
+        try:
+            h = util.sha1()
+            h.update(path.read_bytes())
+            digest = h.hexdigest()
+        except OSError:
+            pass
+    return " ".join(shlex.quote(p) for p in ["d", rel.replace(os.sep, "/"), digest, *source])
+
+
+def _write_manifest_deps(run: Run, lines: list[str]) -> None:
+    """The manifest's ``d`` lines become `lines` (Guild AI's record of
+    a run's dependency files); its source-code lines stay, but for a
+    file a dependency took the place of."""
+    import shlex
+
+    from . import util
+
+    path = run.guild_path("manifest")
+    try:
+        old = path.read_text().splitlines()
+    except FileNotFoundError:
+        old = []
+    taken = {shlex.split(line)[1] for line in lines}
+
+    def keep(line: str) -> bool:
+        try:
+            args = shlex.split(line)
+        except ValueError:
+            return True
+        if not args or args[0] == "d":
+            return False
+        rel = args[1] if len(args) > 1 else ""
+        return not any(rel == t or rel.startswith(t.rstrip("/") + "/") for t in taken)
+
+    kept = [line for line in old if keep(line)]
+    if not lines and len(kept) == len(old):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    util.atomic_write(path, "".join(line + "\n" for line in kept + lines))
 
 
 def _record_dep_flags(run: Run, resolved: list[Resolved]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -631,7 +701,10 @@ def _record_dep_flags(run: Run, resolved: list[Resolved]) -> tuple[dict[str, Any
     return flags, op
 
 
-def _place(res: Resolved, run_dir: Path, flags, op, installed: set[Path], sourcecode: set[str]) -> list[str]:
+def _place(
+    res: Resolved, run_dir: Path, flags, op, installed: set[Path], sourcecode: set[str],
+    placed: list[tuple[str, SourceFile]],
+) -> list[str]:
     spec = res.dep.spec
     files = res.resolution.files if res.resolution else []
     target = run_dir / str(spec.get("target-path") or spec.get("path") or "")
@@ -672,6 +745,7 @@ def _place(res: Resolved, run_dir: Path, flags, op, installed: set[Path], source
             os.symlink(os.path.relpath(f.path, dest.parent), dest)
         installed.add(dest)
         paths.append(rel.replace(os.sep, "/"))
+        placed.append((rel, f))
     return paths
 
 
