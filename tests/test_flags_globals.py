@@ -59,11 +59,11 @@ def test_detects_literals_in_source_order_with_types():
     )
     assert info.dest == "globals"
     assert summary(info) == [
-        ("lr", "float", 0.1),
-        ("epochs", "int", 10),
-        ("offset", "int", -3),
-        ("scale", "float", -2.5),
-        ("plus", "int", 4),
+        ("lr", "number", 0.1),
+        ("epochs", "number", 10),
+        ("offset", "number", -3),
+        ("scale", "number", -2.5),
+        ("plus", "number", 4),
         ("name", "string", "base"),
         ("debug", "boolean", True),
         ("quiet", "boolean", False),
@@ -72,8 +72,8 @@ def test_detects_literals_in_source_order_with_types():
         ("tags", None, ["a", "b"]),
         ("mixed", None, [1, "x", None, True, -0.5]),
         ("empty", None, []),
-        ("batch_size", "int", 32),
-        ("momentum", "float", 0.9),
+        ("batch_size", "number", 32),
+        ("momentum", "number", 0.9),
     ]
 
 
@@ -115,7 +115,7 @@ def test_skips_private_local_class_and_non_literal_assignments():
             loop_var = 4
         """
     )
-    assert summary(info) == [("lr", "float", 0.1)]
+    assert summary(info) == [("lr", "number", 0.1)]
 
 
 def test_repeated_name_keeps_first_position_and_last_value():
@@ -127,7 +127,7 @@ def test_repeated_name_keeps_first_position_and_last_value():
         lr = lr * 2
         """
     )
-    assert summary(info) == [("lr", "float", 0.2), ("epochs", "int", 5)]
+    assert summary(info) == [("lr", "number", 0.2), ("epochs", "number", 5)]
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,7 @@ def test_declines_argparse_and_click_scripts(imports):
 )
 def test_similar_imports_are_not_argparse_or_click(imports):
     info = detect(f"{imports}\nlr = 0.1\n")
-    assert summary(info) == [("lr", "float", 0.1)]
+    assert summary(info) == [("lr", "number", 0.1)]
 
 
 def test_syntax_error_gives_no_flags():
@@ -183,7 +183,7 @@ def test_hooks_through_plugin_manager():
     assert pm.hook.guild_flags_launcher(dest="globals") == LAUNCHER
     assert pm.hook.guild_flags_launcher(dest="args") is None
     info = pm.hook.guild_detect_flags(script=Path("t.py"), source="lr = 0.1\n")
-    assert summary(info) == [("lr", "float", 0.1)]
+    assert summary(info) == [("lr", "number", 0.1)]
     assert pm.hook.guild_detect_flags(script=Path("t.py"), source="import argparse\nlr = 1\n") is None
 
 
@@ -240,7 +240,7 @@ def test_parse_args_errors(argv, msg):
         ("5", 1, 5),
         ("-5", 1, -5),
         ("0.5", 1, 0.5),  # guild.yml may type the flag as a float
-        ("5", 1.0, 5.0),
+        ("5", 1.0, 5),  # a number as given, as Guild AI gives it
         ("1e-3", 0.1, 0.001),
         ("no", True, False),
         ("TRUE", False, True),
@@ -333,7 +333,7 @@ def test_launch_string_flag_stays_string(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = printed(proc.stdout)
     assert out["name"] == "'1'"
-    assert out["lr"] == "2.0"  # float literal: a float
+    assert out["lr"] == "2"  # a number as given (Guild AI's type: number)
 
 
 def test_launch_rewrites_every_literal_assignment(tmp_path):
@@ -363,7 +363,7 @@ def test_launch_injects_unassigned_flags(tmp_path):
     )
     proc = run_launch(tmp_path, "train.py", "--extra", "3", "--words", "hello", "--lr", "1")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "3 'hello' 1.0"
+    assert proc.stdout.strip() == "3 'hello' 1"
 
 
 def test_launch_runs_as_main(tmp_path):

@@ -238,7 +238,7 @@ def test_print_env_help_model_help_op_and_tests(cli, proj, tmp_path):
     assert help_model.startswith("Usage: guild run [OPTIONS] m:OPERATION [FLAG]...")
     assert re.search(r"^  train\s+Train it$", help_model, re.M) and re.search(r"^  test$", help_model, re.M)
     flags = cli("run", "m:train", "--test-flags").output
-    assert "flags-dest: globals" in flags and "  lr:\n    default: 0.1\n    type: float" in flags
+    assert "flags-dest: globals" in flags and "  lr:\n    default: 0.1\n    type: number" in flags
     out = cli("run", "m:train", "--test-output-scalars", "-", input="loss: 1.5\nother\n").output.splitlines()
     assert out[0] == "loss: 1.5" and out[1].endswith("(loss=1.5)") and out[3].endswith("<no matches>")
     (tmp_path / "out.txt").write_text("loss: 2\n")

@@ -147,10 +147,10 @@ def flag_type(value: Any) -> str | None:
     """The guild flag type of a literal value (``None``: auto)."""
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
+    if isinstance(value, (int, float)):
+        # As Guild AI types them: a number keeps what is given, so
+        # x=1 for ``x = 1.0`` is 1 (the seeds' echo.py prints ``1``).
+        return "number"
     if isinstance(value, str):
         return "string"
     return None

@@ -8,7 +8,8 @@ Each ``--name value`` is a flag. When the script assigns a literal to
 ``name`` at module level (see `_literals`), every such assignment is
 rewritten to the flag value, typed like the script's literal: a string
 literal keeps the value as given (``--name 1`` gives ``"1"``), an int or
-float literal makes it a number, a boolean literal reads ``yes``/``no``,
+float literal makes it a number as written (``1`` an int, ``1.0`` a
+float, as Guild AI gives it), a boolean literal reads ``yes``/``no``,
 ``true``/``false``, ``on``/``off``, ``1``/``0``; ``None`` and list
 literals, and values that do not fit the literal's type (``--epochs
 0.5`` for ``epochs = 10``: guild.yml may type a flag differently), are
@@ -108,16 +109,13 @@ def decode(raw: str, original: Any) -> Any:
             return True
         if lowered in _FALSE:
             return False
-    elif isinstance(original, int):
-        try:
-            return int(raw)
-        except ValueError:
-            pass
-    elif isinstance(original, float):
-        try:
-            return float(raw)
-        except ValueError:
-            pass
+    elif isinstance(original, (int, float)):
+        # A number, as given: 1 is an int, 1.0 and 1e-3 floats.
+        for typ in (int, float):
+            try:
+                return typ(raw)
+            except ValueError:
+                pass
     return decode_auto(raw)
 
 

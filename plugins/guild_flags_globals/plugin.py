@@ -11,7 +11,9 @@ assignments of literals::
 Detection (`guild_detect_flags`) reads them from the AST without running
 the script: see `_literals` for exactly which assignments count and how
 repeated names are handled. Flag types follow the literals: ``boolean``,
-``int``, ``float``, ``string``; ``None`` and lists are auto-typed.
+``number`` (for int and float literals, as Guild AI types them: a value
+keeps the type it is given in), ``string``; ``None`` and lists are
+auto-typed.
 
 Runs go through `guild_flags_globals.launch` (`guild_flags_launcher`),
 which rewrites those assignments to the run's flag values before
