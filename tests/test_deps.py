@@ -96,8 +96,12 @@ def run_ids(guild_home) -> set[str]:
     return {p.name for p in (guild_home / "runs").iterdir()} if (guild_home / "runs").exists() else set()
 
 
-def info(cli, spec) -> dict:
+def info_json_plain(cli, spec) -> dict:
     return json.loads(cli("runs", "info", spec, "--json").output)
+
+
+def info(cli, spec) -> dict:
+    return json.loads(cli("runs", "info", spec, "--deps", "--json").output)
 
 
 # -- single-run dependencies ----------------------------------------------
@@ -121,8 +125,12 @@ def test_operation_dep_links_selected_files(cli, guild_home, proj):
             "operation:train": {"uri": "operation:train", "config": upstream.id, "paths": ["up/backup.txt"]}
         }
     }
-    text = cli("runs", "info", pick.id).output
-    assert f"dependencies:\n  train:\n    uri: operation:train\n    runs:\n    - {upstream.id}" in text
+    assert "dependencies" not in info_json_plain(cli, pick.id)
+    text = cli("runs", "info", pick.id, "-d").output
+    assert (
+        f"dependencies:\n  train:\n    operation:train:\n      config: {upstream.id}\n"
+        "      paths:\n      - up/backup.txt\n      uri: operation:train\n"
+    ) in text
 
 
 def test_marked_run_wins_and_flag_overrides(cli, guild_home, proj):

@@ -185,6 +185,7 @@ def test_malformed_attribute_reads_as_missing(cli, project, guild_home, name, te
     warned = 0
     for args in (
         ["runs"], ["runs", "-a", "--json"], ["runs", "info", bad.name[:8]], ["runs", "info", bad.name[:8], "--json"],
+        ["runs", "info", bad.name[:8], "-cedmps"],
         ["runs", "-F", "x >= 1"], ["compare", "--csv", "-"], ["runs", "-Sc"], ["runs", "comment", "--list", ":"],
         ["runs", "label", "-s", "ok", "-y", ":"],
     ):

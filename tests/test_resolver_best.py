@@ -154,7 +154,7 @@ def test_best_three_by_loss_linked_and_listed_best_first(cli, guild_home, four):
     assert manifest(top3) == [r.id for r in best]
     # The summary script sees them in that order too.
     assert "ranked: 1.0 1.0\nranked: 2.0 2.0\nranked: 3.0 3.0\n" in out.output
-    deps = json.loads(cli("runs", "info", top3.id, "--json").output)["dependencies"]
+    deps = json.loads(cli("runs", "info", top3.id, "-d", "--json").output)["dependencies"]
     assert deps["train"]["best:3"]["config"] == [r.id for r in best]
 
 

@@ -105,7 +105,7 @@ def use(project, requires: str, extra: str = "") -> None:
 
 
 def info(cli, run) -> dict:
-    return json.loads(cli("runs", "info", run.id, "--json").output)
+    return json.loads(cli("runs", "info", run.id, "--deps", "--json").output)
 
 
 # -- file: -------------------------------------------------------------------

@@ -9,6 +9,7 @@ import shlex
 import click
 
 from guild_core import util
+from guild_core.errors import GuildError
 from guild_core.run import Run
 
 from .common import printable
@@ -130,52 +131,155 @@ def _list_json(run: Run) -> dict:
     return data
 
 
+REMOTE_LATER = "remote runs are not supported yet"
+
+
+def remote_option(fn):
+    """Guild AI's ``-r/--remote``: accepted, and refused in one line."""
+    return click.option("-r", "--remote", metavar="REMOTE", help="A run on REMOTE (not supported yet).")(fn)
+
+
 @runs.command("info")
 @click.argument("run", required=False)
-@click.option("-d", "--deleted", is_flag=True, help="Show a deleted run.")
-@click.option("-A", "--archive", metavar="DIR", help="Show a run in an archive directory.")
+@click.option("-c", "--comments", is_flag=True, help="Show the run's comments.")
+@click.option("-e", "--env", is_flag=True, help="Show the run's environment.")
+@click.option("-d", "--deps", is_flag=True, help="Show the run's resolved dependencies.")
+@click.option("-m", "--manifest", is_flag=True, help="Show the source code and dependency files copied into the run.")
+@click.option("-p", "--plugins", is_flag=True, help="Show the plugins recorded for the run.")
+@click.option(
+    "-s", "--all-scalars", is_flag=True,
+    help="Show first, last, min, max, avg and total of every scalar, system scalars too "
+    "(default: the last value of each non-system scalar).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Show as JSON.")
+@click.option("--deleted", is_flag=True, help="Show a deleted run.")
+@click.option("-A", "--archive", metavar="DIR", help="Show a run in an archive directory.")
 @filter_options
-def info(run, deleted, archive, as_json, rf):
-    """Show information about a run (default: the latest)."""
+@remote_option
+def info(run, comments, env, deps, manifest, plugins, all_scalars, as_json, deleted, archive, rf, remote):
+    """Show one run: its attributes, flags and scalars (default: the
+    latest run).
+
+    RUN is a run id, a unique id prefix or a 1-based index in the list
+    of filtered runs (`guild runs list`); without it, the newest
+    filtered run. The filter options narrow the runs first, as for
+    every command that takes runs: an expression (-F 'loss < 0.1'),
+    operation, label, tag, comment, marked or unmarked, start time
+    (-Fs 'last hour'), source code digest, and status (-Sr -Sc -Se -St
+    -Sp -Ss, combined as -Set).
+
+    More sections, each asked for by its option and in any combination:
+    comments (-c), the environment the run started with (-e), resolved
+    dependencies (-d), the manifest of source code and dependency files
+    (-m), the recorded plugins (-p). -s replaces each scalar's last value
+    with all its summaries; system scalars (`sys/...`) are shown only
+    with -s. With --json the same sections appear as keys of one JSON
+    object.
+
+    --deleted shows a run in the trash; -A shows a run in an archive
+    (a directory or a .zip written by `guild export`). Remote runs
+    (-r) are not supported yet."""
+    if remote:
+        raise GuildError(REMOTE_LATER)
     target = selected_run(rf, run, deleted=deleted, archive=archive)
-    data = info_data(target)
+    data = info_data(
+        target, comments=comments, env=env, deps=deps, manifest=manifest,
+        plugins=plugins, all_scalars=all_scalars,
+    )
     if as_json:
         click.echo(json.dumps(data))
         return
-    # Every value (and name) is escaped with `printable`: one line each.
+    for line in format_info(data, all_scalars):
+        click.echo(line)
+
+
+def format_info(data: dict, all_scalars: bool = False) -> list[str]:
+    """``runs info`` as text, in Guild AI 0.9's layout. Every value (and
+    name) is escaped with `printable`: one line each."""
     p = printable
+    lines = []
     for key, val in data.items():
         if key == "tags":
-            click.echo("tags:" + "".join(f"\n  - {p(t)}" for t in val))
-        elif key == "flags":
-            click.echo("flags:")
-            from guild_core.flags import encode_value
-
-            for name, fval in val.items():
-                click.echo(f"  {p(name)}: {p(encode_value(fval))}")
+            lines.append("tags:")
+            lines.extend(f"  - {p(t)}" for t in val)
+        elif key in ("flags", "environment"):
+            lines.append(f"{key}:")
+            lines.extend(f"  {p(name)}: {p(_encoded(fval))}" for name, fval in sorted(val.items()))
         elif key == "scalars":
-            click.echo("scalars:")
-            for name, (sval, step) in val.items():
-                click.echo(f"  {p(name)}: {sval:f} (step {step})")
+            lines.append("scalars:")
+            for name, sval in val.items():
+                if all_scalars:
+                    lines.append(f"  {p(name)}:")
+                    for what, (num, step) in sorted(sval.items()):
+                        unit = "count" if what in ("avg", "total") else "step"
+                        lines.append(f"    {what}: {_scalar_text(num)} ({unit} {step})")
+                else:
+                    num, step = sval
+                    lines.append(f"  {p(name)}: {_scalar_text(num)} (step {step})")
+        elif key == "comments":
+            lines.append("comments:")
+            for comment in val:
+                if not isinstance(comment, dict):
+                    lines.append(f"  - {p(comment)}")
+                    continue
+                lines.append("  -")
+                for name, cval in sorted(comment.items()):
+                    text = str(cval)
+                    if "\n" in text:
+                        lines.append(f"    {p(name)}: |")
+                        lines.extend(f"      {p(part.strip())}" for part in text.split("\n"))
+                    else:
+                        lines.append(f"    {p(name)}: {p(text)}")
+        elif key == "manifest":
+            lines.append("manifest:")
+            for section, paths in val.items():
+                lines.append(f"  {section}:")
+                lines.extend(f"    - {p(path)}" for path in paths)
         elif key == "dependencies":
-            click.echo("dependencies:")
-            for name, sources in val.items():
-                click.echo(f"  {p(name)}:")
-                for source in sources.values():
-                    config = source.get("config")
-                    runs = config if isinstance(config, list) else [config]
-                    click.echo(f"    uri: {p(source.get('uri'))}")
-                    if any(isinstance(r, str) for r in runs):
-                        # Run dependencies; a file, url or module has none.
-                        click.echo("    runs:" + "".join(f"\n    - {p(r)}" for r in runs if isinstance(r, str)))
-                    click.echo("    paths:" + "".join(f"\n    - {p(x)}" for x in source.get("paths") or []))
+            from guild_core import yamlutil
+
+            lines.append("dependencies:")
+            for name, sources in sorted(val.items()):
+                lines.append(f"  {p(name)}:")
+                block = yamlutil.encode(sources).rstrip("\n")
+                lines.extend(f"    {p(line)}" for line in block.split("\n"))
+        elif key == "plugins":
+            lines.append("plugins:")
+            lines.extend(f"  - {p(name)}" for name in val)
         else:
-            click.echo(f"{key}: {p('' if val is None else val)}")
+            lines.append(f"{key}: {p('' if val is None else val)}")
+    return lines
 
 
-def info_data(run: Run) -> dict:
-    """``runs info`` fields, with Guild AI 0.9's keys and value shapes."""
+def _encoded(val) -> str:
+    """A flag or environment value as Guild AI shows it: a string that
+    would read back as something else quoted (``'20'``, ``'yes'``)."""
+    from guild_core.flags import encode_value
+
+    if isinstance(val, str) and "\n" not in val:
+        from guild_core import yamlutil
+
+        return yamlutil.encode(val)
+    return encode_value(val)
+
+
+def _scalar_text(val) -> str:
+    if isinstance(val, float):
+        return f"{val:f}"
+    return "nan" if val is None else str(val)
+
+
+def info_data(
+    run: Run,
+    comments: bool = False,
+    env: bool = False,
+    deps: bool = False,
+    manifest: bool = False,
+    plugins: bool = False,
+    all_scalars: bool = False,
+) -> dict:
+    """``runs info`` fields, with Guild AI 0.9's keys and value shapes;
+    each option adds its section, in Guild AI's order."""
     cmd = run.get("cmd") or []
     data = {
         "id": run.id,
@@ -194,9 +298,57 @@ def info_data(run: Run) -> dict:
         "pid": run.pid or "",
         "tags": list(run.get("tags") or []),
         "flags": dict(sorted((run.get("flags") or {}).items())),
-        "scalars": {k: [v, s] for k, (v, s) in sorted(run.last_scalars().items())},
+        "scalars": _all_scalars(run) if all_scalars else _last_scalars(run),
     }
-    deps = run.get("deps")
+    if comments:
+        data["comments"] = [_comment_info(c) for c in run.get("comments") or []]
+    if env:
+        data["environment"] = dict(sorted((run.get("env") or {}).items()))
+    if manifest:
+        from guild_core import runfiles
+
+        data["manifest"] = runfiles.Index(run).listing()
     if deps:
-        data["dependencies"] = deps
+        data["dependencies"] = run.get("deps") or {}
+    if plugins:
+        data["plugins"] = list(run.get("plugins") or [])
     return data
+
+
+def _is_system_scalar(tag: str) -> bool:
+    return tag.rpartition("#")[2].startswith("sys/")
+
+
+def _last_scalars(run: Run) -> dict:
+    return {k: [v, s] for k, (v, s) in sorted(run.last_scalars().items()) if not _is_system_scalar(k)}
+
+
+def _all_scalars(run: Run) -> dict:
+    """Every scalar's summaries, as Guild AI's ``-s`` shows them:
+    ``[value, step]`` for first, last, min and max, ``[value, count]``
+    for avg and total."""
+    from guild_core.runvalues import summarize
+
+    out = {}
+    for tag, summ in sorted(summarize(run.guild_path()).items()):
+        out[tag] = {
+            "first": list(summ.first),
+            "last": list(summ.last),
+            "min": list(summ.min),
+            # Guild AI 0.9 gives max the step of min; this is max's own.
+            "max": list(summ.max),
+            "avg": [summ.total / summ.count, summ.count],
+            "total": [summ.total, summ.count],
+        }
+    return out
+
+
+def _comment_info(comment) -> dict | str:
+    if not isinstance(comment, dict):
+        return repr(comment)
+    return {
+        "user": comment.get("user") or "",
+        "host": comment.get("host") or "",
+        "time": util.format_timestamp(comment.get("time")),
+        "body": str(comment.get("body") or "").strip(),
+    }
