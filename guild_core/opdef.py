@@ -268,9 +268,46 @@ def load_guildfile(path: Path) -> dict[str, dict[str, Any]]:
     uses is checked here, so a bad guild.yml is an `OpDefError` naming
     the file, line and key, whatever the command.
     """
+    models = _load_models(path)
+    return models.operations() if models is not None else {}
+
+
+@dataclass
+class ModelInfo:
+    """A guild.yml model as `guild help` shows it: its name ("" for the
+    anonymous model), description and references after ``extends`` and
+    ``params``, and its operations' names in `load_guildfile`'s keys."""
+
+    name: str
+    description: str
+    references: list[str]
+    operations: list[str]
+
+
+def load_models(path: Path) -> tuple[dict[str, dict[str, Any]], list[ModelInfo]]:
+    """`load_guildfile`'s operations, and the models they belong to, in
+    file order (models with no operations too)."""
+    models = _load_models(path)
+    if models is None:
+        return {}, []
+    ops = models.operations()
+    infos = []
+    for name, item in models.models:
+        data = models._extended(item, [], [models.items])
+        refs = data.get("references") or []
+        infos.append(ModelInfo(
+            name=name,
+            description=str(data.get("description") or "").strip(),
+            references=[str(r) for r in (refs if isinstance(refs, list) else [refs])],
+            operations=[op for op in ops if op.rpartition(":")[0] == name],
+        ))
+    return ops, infos
+
+
+def _load_models(path: Path) -> "_Models | None":
     data = _read_guildfile(path)
     if data is None:
-        return {}
+        return None
     if isinstance(data, dict):
         # Operation-only format: the anonymous model's operations.
         item = _new_map(_line(data))
@@ -283,7 +320,7 @@ def load_guildfile(path: Path) -> dict[str, dict[str, Any]]:
         items = _top_items(path, data, [path.resolve()])
     else:
         raise OpDefError(f"{path}:1: expected a mapping of operations")
-    return _Models(path, items).operations()
+    return _Models(path, items)
 
 
 # --- the top-level list ------------------------------------------------
@@ -1236,10 +1273,14 @@ def _kind(val: Any) -> str:
 
 
 def find_guildfile(cwd: Path) -> Path | None:
+    from . import log
+
     for name in GUILDFILE_NAMES:
         path = cwd / name
         if path.is_file():
+            log.debug("found guild file %s", path)
             return path
+    log.debug("no guild file in %s", cwd)
     return None
 
 
@@ -1290,6 +1331,17 @@ def resolve(opspec: str, cwd: Path, detect: FlagDetector) -> OpDef:
         return _script_opdef(opspec, script.resolve(), cwd, detect)
     hint = "Try 'guild operations' for a list of available operations."
     raise GuildError(f"cannot find operation {opspec}", hint=hint)
+
+
+def operation(gf: Path, ops: dict[str, dict[str, Any]], name: str, detect: FlagDetector) -> OpDef:
+    """Operation `name` of guild file `gf`, whose `load_guildfile`
+    result is `ops`, resolved as `resolve` resolves it."""
+    return _guildfile_opdef(name, ops[name], gf, detect)
+
+
+def guildfile_flagdef(name: str, data: Any) -> FlagDef:
+    """A guild.yml flag as an operation has it (typed from its default)."""
+    return _typed(_guildfile_flagdef(name, _plain(data)))
 
 
 def _match_op(opspec: str, ops: dict[str, Any]) -> str | None:

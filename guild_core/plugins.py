@@ -6,7 +6,7 @@ import os
 
 import pluggy
 
-from . import hookspecs
+from . import hookspecs, log
 from .errors import PluginError
 
 ENTRY_POINT_GROUP = "guild"
@@ -37,11 +37,13 @@ def get_plugin_manager(load_entry_points: bool = True) -> GuildPluginManager:
     pm = GuildPluginManager()
     pm.add_hookspecs(hookspecs)
     for name in disabled_plugins():
+        log.debug("plugin %s disabled (%s)", name, DISABLE_ENV)
         pm.set_blocked(name)
     if load_entry_points:
         for name, value, dist, version in entry_points():
             if pm.is_blocked(name) or pm.has_plugin(name):
                 continue
+            log.debug("loading plugin %s: %s (%s %s)", name, value, dist, version)
             plugin = _load(name, value)
             try:
                 pm.register(plugin, name=name)
@@ -94,9 +96,11 @@ def entry_points() -> list[tuple[str, str, str, str]]:
             cached = [tuple(line.split("\t")) for line in body.split("\n") if line]
             # A damaged cache is scanned again, never trusted.
             if all(len(e) == 4 for e in cached):
+                log.debug("plugin entry points from %s", cache)
                 return cached
     except (OSError, ValueError):
         pass
+    log.debug("scanning installed distributions for plugin entry points")
     entries = _scan_entry_points()
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)

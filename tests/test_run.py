@@ -353,7 +353,7 @@ def test_runs_list_limit_hint(cli, guild_home, project):
 
 def test_check_shows_home_and_plugins(cli, guild_home):
     out = cli("check").output
-    assert f"guild_home:     {guild_home}\n" in out
+    assert f"guild_home:                {guild_home}\n" in out
     assert "argparse" in out and "globals" in out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import click
 
 from guild_core import __version__, home, util
+from guild_core.errors import GuildError
 
 
 @click.command()
@@ -24,31 +26,265 @@ def operations(all_):
         click.echo(line)
 
 
+# Modules whose versions `guild check -v` shows: (name shown,
+# distribution, required). Read from installed metadata, not imported.
+CHECK_MODS = [
+    ("boto3", "boto3", False),
+    ("click", "click", True),
+    ("dask", "dask", False),
+    ("numpy", "numpy", False),
+    ("pip", "pip", False),
+    ("pluggy", "pluggy", True),
+    ("setuptools", "setuptools", False),
+    ("sklearn", "scikit-learn", False),
+    ("skopt", "scikit-optimize", False),
+    ("yaml", "pyyaml", True),
+]
+ATTR_WIDTH = 26  # Guild AI's column for values
+
+
+class _Check:
+    """Lines of `guild check`, and whether any showed a problem."""
+
+    def __init__(self):
+        self.failed = False
+
+    def attr(self, name: str, val: str) -> None:
+        from guild_core.cli.common import printable
+
+        pad = " " * max(ATTR_WIDTH - len(name), 1)
+        click.echo(f"{name}:{pad}{printable(val)}")
+
+    def error(self, what: str) -> str:
+        self.failed = True
+        return click.style(what, fg="red", bold=True)
+
+    def safe(self, f, *args) -> str:
+        try:
+            return f(*args)
+        except Exception as e:  # a check reports what failed, and goes on
+            from guild_core import log
+
+            log.debug("check %s failed: %r", getattr(f, "__name__", f), e)
+            return self.error(f"ERROR: {e}")
+
+
 @click.command()
+@click.option("--env", is_flag=True, help="Show only the environment: guild, its home and Python.")
+@click.option("--tensorflow", is_flag=True, help="Also show the installed TensorFlow version.")
+@click.option("--pytorch", is_flag=True, help="Also show PyTorch: its version and whether it sees CUDA devices.")
+@click.option("-n", "--no-info", is_flag=True, help="Show nothing (with --version: only check the version).")
+@click.option("-v", "--verbose", is_flag=True, help="Also show the Python path, plugin versions and library versions.")
 @click.option("--space", is_flag=True, help="Also show disk space used by runs, deleted runs and caches.")
-def check(space):
-    """Show the Guild setup: versions, Guild home, plugins.
+@click.option("--version", "required", metavar="REQUIRED", help="Fail unless guild's version matches REQUIRED (e.g. '>=0.1').")
+@click.option("--notify", is_flag=True, help="Send a desktop notification (notify-send) with the result.")
+@click.option("--offline/--no-offline", default=None, help="Accepted for Guild AI scripts: guild never checks online.")
+def check(env, tensorflow, pytorch, no_info, verbose, space, required, notify, offline):
+    """Show the Guild setup: versions, the Guild home, plugins.
 
-    With --space, also the disk space taken by runs, by deleted runs
-    (what `guild runs purge` frees) and by caches."""
+    Prints guild's version and install location, the Guild home and
+    resource cache, the installed plugins, Python's version and
+    executable, the platform, and the versions of psutil, TensorBoard
+    and CUDA. -v adds the Python path, each plugin's distribution and
+    version, and the libraries guild uses; --space the disk space taken
+    by runs, by deleted runs (what `guild runs purge` frees) and by
+    caches.
+
+    --version REQUIRED checks guild's version against a requirement
+    such as '>=0.1' or '0.1.*' (a bare version means ==) and fails when
+    it does not match; quote it in the shell. check exits with status 1
+    when something it checks is missing or broken.
+    """
+    try:
+        _check(env, tensorflow, pytorch, no_info, verbose, space, required)
+    except GuildError as e:
+        _notify(notify, f"FAILED: {e}")
+        raise
+    _notify(notify, "PASSED")
+
+
+def _check(env, tensorflow, pytorch, no_info, verbose, space, required) -> None:
+    if required:
+        if not version_matches(__version__, required):
+            raise GuildError(f"version mismatch: current version '{__version__}' does not match '{required}'")
+    if no_info:
+        return
+    c = _Check()
+    c.attr("guild_version", __version__)
+    c.attr("guild_install_location", str(Path(__file__).resolve().parents[1]))
+    c.attr("guild_home", str(home.guild_home()))
+    c.attr("guild_resource_cache", str(home.cache_dir("resources")))
+    if not env:
+        _print_plugins(c, verbose)
+    c.attr("python_version", sys.version.replace("\n", ""))
+    c.attr("python_exe", sys.executable)
+    if verbose:
+        c.attr("python_path", os.path.pathsep.join(sys.path))
+    if not env:
+        c.attr("platform", c.safe(_platform))
+        c.attr("psutil_version", _dist_version(c, "psutil", required=True))
+        c.attr("tensorboard_version", _dist_version(c, "tensorboard"))
+        if tensorflow:
+            c.attr("tensorflow_version", _dist_version(c, "tensorflow"))
+        if pytorch:
+            _pytorch(c)
+        c.attr("cuda_version", c.safe(_cuda_version))
+        c.attr("nvidia_smi_version", c.safe(_nvidia_smi_version))
+        if verbose:
+            for name, dist, req in CHECK_MODS:
+                c.attr(f"{name}_version", _dist_version(c, dist, required=req))
+        if space:
+            _print_disk_space()
+    if c.failed:
+        more = "" if verbose else " or run 'guild check -v'"
+        raise GuildError("there are problems with your setup", hint=f"See the lines above{more}.")
+
+
+def _print_plugins(c: _Check, verbose: bool) -> None:
+    """Plugin names, one from a distribution other than guild's with
+    that distribution and version; -v: a line for each plugin too."""
     from guild_core.cli.common import plugin_manager
-    from guild_core.plugins import plugin_infos
+    from guild_core.plugins import disabled_plugins, plugin_infos
 
-    infos = plugin_infos(plugin_manager())
-    rows = [
-        ["guild_version:", __version__],
-        ["guild_home:", str(home.guild_home())],
-        ["python_version:", platform.python_version()],
-        ["python_exe:", sys.executable],
-        ["platform:", f"{platform.system()} {platform.release()} {platform.machine()}"],
-        ["plugins:", ", ".join(i["name"] for i in infos) or "(none)"],
-    ]
-    for name in ("click", "pluggy", "yaml"):
-        rows.append([f"{name}_version:", _version(name)])
-    for line in util.table(rows, sep=" "):
-        click.echo(line)
-    if space:
-        _print_disk_space()
+    try:
+        infos = plugin_infos(plugin_manager())
+    except GuildError as e:  # a plugin that fails to load
+        c.attr("installed_plugins", c.error(f"ERROR: {e}"))
+        return
+    names = []
+    for i in infos:
+        own = i["distribution"] in (None, "guild")
+        names.append(i["name"] if own else f"{i['name']} ({i['distribution']} {i['version']})")
+    line = ", ".join(names) or "(none)"
+    if disabled_plugins():
+        line += f" (disabled: {', '.join(disabled_plugins())})"
+    c.attr("installed_plugins", line)
+    if verbose:
+        for i in infos:
+            where = f"{i['distribution'] or '-'} {i['version'] or ''}".strip()
+            c.attr(f"  {i['name']}", f"{where} ({i['module']})")
+
+
+def _platform() -> str:
+    u = platform.uname()
+    return " ".join([u.system, u.release, u.machine])
+
+
+def _dist_version(c: _Check, dist: str, required: bool = False) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return c.error("not installed") if required else "not installed"
+
+
+def _pytorch(c: _Check) -> None:
+    try:
+        import torch
+    except Exception:
+        c.attr("pytorch_version", "not installed")
+        return
+    c.attr("pytorch_version", c.safe(lambda: torch.__version__))
+    c.attr("pytorch_cuda_version", c.safe(lambda: str(torch.version.cuda)))
+    c.attr("pytorch_cuda_available", c.safe(lambda: "yes" if torch.cuda.is_available() else "no"))
+    c.attr("pytorch_cuda_devices", c.safe(
+        lambda: ", ".join(f"{torch.cuda.get_device_name(i)} ({i})" for i in range(torch.cuda.device_count())) or "none"
+    ))
+
+
+def _tool_output(*cmd: str) -> str | None:
+    import shutil
+    import subprocess
+
+    exe = shutil.which(cmd[0])
+    if exe is None:
+        return None
+    return subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=30).stdout
+
+
+def _cuda_version() -> str:
+    import re
+
+    out = _tool_output("nvcc", "--version")
+    if out is not None:
+        m = re.search(r"V([0-9.]+)", out)
+        return m.group(1) if m else "unknown (error)"
+    out = _tool_output("nvidia-smi", "--query")
+    if out is not None:
+        m = re.search(r"CUDA Version\s+: ([0-9.]+)", out)
+        return m.group(1) if m else "unknown (error)"
+    return "not installed"
+
+
+def _nvidia_smi_version() -> str:
+    import re
+
+    out = _tool_output("nvidia-smi")
+    if out is None:
+        return "not installed"
+    m = re.search(r"NVIDIA-SMI ([0-9.]+)", out)
+    return m.group(1) if m else "unknown (error)"
+
+
+def _notify(notify: bool, body: str) -> None:
+    if not notify:
+        return
+    import shutil
+    import subprocess
+
+    exe = shutil.which("notify-send")
+    if exe is None:
+        click.echo("WARNING: cannot send a notification: notify-send is not installed", err=True)
+        return
+    urgency = "normal" if body == "PASSED" else "critical"
+    subprocess.run([exe, "-u", urgency, "guild check", body], check=False)
+
+
+# --- version requirements -------------------------------------------
+
+def version_matches(version: str, required: str) -> bool:
+    """Whether `version` meets `required`: comma-separated clauses of
+    ``==``, ``!=``, ``>=``, ``<=``, ``>``, ``<``, ``~=`` and a version
+    (``==`` allows ``1.2.*``); a bare version means ``==``."""
+    import re
+
+    clauses = [c.strip() for c in required.split(",")]
+    have = _version_tuple(version)
+    if have is None:
+        raise GuildError(f"cannot read guild's own version '{version}'")
+    for clause in clauses:
+        m = re.fullmatch(r"(==|!=|>=|<=|>|<|~=)?\s*([0-9][0-9a-zA-Z.]*(?:\.\*)?)", clause)
+        want = m and _version_tuple(m.group(2).removesuffix(".*"))
+        if not m or want is None or (m.group(2).endswith(".*") and m.group(1) not in (None, "==", "!=")):
+            raise GuildError(
+                f"invalid version requirement '{required}'",
+                hint="Use comparisons such as '>=0.1', '==0.1.*' or '>=0.1,<1' (comma-separated).",
+            )
+        op = m.group(1) or "=="
+        if m.group(2).endswith(".*"):
+            ok = have[: len(want)] == want
+            ok = ok if op == "==" else not ok
+        elif op == "~=":
+            if len(want) < 2:
+                raise GuildError(f"invalid version requirement '{required}'", hint="'~=' needs at least two parts ('~=0.1').")
+            ok = have >= want and have[: len(want) - 1] == want[:-1]
+        else:
+            n = max(len(have), len(want))
+            a, b = have + (0,) * (n - len(have)), want + (0,) * (n - len(want))
+            ok = {"==": a == b, "!=": a != b, ">=": a >= b, "<=": a <= b, ">": a > b, "<": a < b}[op]
+        if not ok:
+            return False
+    return True
+
+
+def _version_tuple(s: str) -> tuple[int, ...] | None:
+    """The release numbers of a version (``0.1.0`` -> (0, 1, 0)); None
+    for anything else (pre-releases are not guild's)."""
+    parts = s.split(".")
+    if not all(p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
 
 
 def _print_disk_space() -> None:
@@ -108,16 +344,6 @@ def format_bytes(n: float) -> str:
             return str(int(n)) if not unit else f"{n:.1f}{unit}"
         n /= 1024.0
     return f"{n:.1f}Z"
-
-
-def _version(module: str) -> str:
-    from importlib import metadata
-
-    dist = {"yaml": "pyyaml"}.get(module, module)
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 @click.command("plugins")
