@@ -35,9 +35,10 @@ def run_ids(path: Path) -> set[str]:
         raise GuildError(f"cannot read zip archive {path}: {e}") from None
 
 
-def write(path: Path, runs: list[Run]) -> None:
+def write(path: Path, runs: list[Run], follow_links: bool = False) -> None:
     """Write `runs` into the zip at `path`, keeping entries already
-    there. The new archive is written beside it under a hidden name
+    there; with `follow_links` (``--copy-resources``) the files links
+    point to are written in their place. The new archive is written beside it under a hidden name
     (swept by the next write if this process dies) and renamed over it,
     so a failure leaves the old archive as it was."""
     from . import faults, home, store
@@ -60,7 +61,7 @@ def write(path: Path, runs: list[Run]) -> None:
                     for info in old.infolist():
                         out.writestr(info, old.read(info))
             for run in runs:
-                _add_run(out, run)
+                _add_run(out, run, follow_links)
                 faults.point("archive.write.run")
         faults.point("archive.write.written")
         os.replace(tmp, path)
@@ -69,23 +70,25 @@ def write(path: Path, runs: list[Run]) -> None:
         raise
 
 
-def _add_run(zf: zipfile.ZipFile, run: Run) -> None:
+def _add_run(zf: zipfile.ZipFile, run: Run, follow_links: bool = False) -> None:
     from .store import LOCAL_MARKERS
 
     root = str(run.path)
     local = {os.path.join(root, ".guild", name) for name in LOCAL_MARKERS}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_links):
         rel_dir = os.path.relpath(dirpath, root)
         base = run.id if rel_dir == "." else posixpath.join(run.id, *rel_dir.split(os.sep))
         zf.writestr(zipfile.ZipInfo(base + "/"), b"")
-        links = [n for n in dirnames if os.path.islink(os.path.join(dirpath, n))]
+        links = [] if follow_links else [n for n in dirnames if os.path.islink(os.path.join(dirpath, n))]
         dirnames[:] = sorted(n for n in dirnames if n not in links)
         for name in sorted(filenames + links):
             full = os.path.join(dirpath, name)
             if full in local:
                 continue
             arcname = posixpath.join(base, name)
-            if os.path.islink(full):
+            if follow_links and not os.path.exists(full):
+                continue  # a dangling link: nothing to copy
+            if os.path.islink(full) and not follow_links:
                 info = zipfile.ZipInfo(arcname)
                 info.create_system = 3
                 info.external_attr = (stat.S_IFLNK | 0o777) << 16

@@ -109,6 +109,16 @@ def move(run: Run, dest_root: Path) -> Run:
     return Run(run.id, dest)
 
 
+def _dangling(directory: str, names: list[str]) -> list[str]:
+    """Links to nothing, which a copy that follows links skips.
+    (copytree's own ignore_dangling_symlinks tests a relative link from
+    the current directory, not from the link's.)"""
+    return [
+        n for n in names
+        if os.path.islink(os.path.join(directory, n)) and not os.path.exists(os.path.join(directory, n))
+    ]
+
+
 def copy(run: Run, dest_root: Path, follow_links: bool = False) -> Run:
     """Copy a run under `dest_root`, keeping its id, without the markers
     of its processes. Never overwrites."""
@@ -119,7 +129,7 @@ def copy(run: Run, dest_root: Path, follow_links: bool = False) -> Run:
     tmp = _hidden(dest_root, TMP_PREFIX, run.id)
     try:
         try:
-            shutil.copytree(run.path, tmp, symlinks=not follow_links)
+            shutil.copytree(run.path, tmp, symlinks=not follow_links, ignore=_dangling if follow_links else None)
         except (FileNotFoundError, shutil.Error):
             if not run.path.is_dir():
                 raise RunGone(run.id, run.path) from None
@@ -327,10 +337,12 @@ def transfer(
     dest_root: Path,
     move_runs: bool,
     warn: Callable[[str], None],
+    follow_links: bool = False,
 ) -> Outcome:
     """Copy or move runs under `dest_root`, skipping (with a warning)
-    ids already there. Running runs are never moved (the guild process
-    recording them would lose them)."""
+    ids already there; a copy with `follow_links` (``--copy-resources``)
+    holds the files its links point to. Running runs are never moved
+    (the guild process recording them would lose them)."""
     out = Outcome()
     for run in runs:
         if os.path.lexists(dest_root / run.id):
@@ -341,7 +353,7 @@ def transfer(
             if move_runs:
                 move(run, dest_root)
             else:
-                copy(run, dest_root)
+                copy(run, dest_root, follow_links)
         except RunGone:
             out.gone.append(run)
             continue
@@ -364,7 +376,7 @@ def exportable(runs: list[Run], move_runs: bool, running_ok: bool, warn: Callabl
     return kept
 
 
-def export_zip(runs: list[Run], path: Path, move_runs: bool, warn: Callable[[str], None]) -> Outcome:
+def export_zip(runs: list[Run], path: Path, move_runs: bool, warn: Callable[[str], None], follow_links: bool = False) -> Outcome:
     """Add runs to the zip archive at `path`, skipping (with a warning)
     ids already in it; with `move_runs`, each run leaves the home once it
     is in the archive, and only then (see `Departure`)."""
@@ -382,7 +394,7 @@ def export_zip(runs: list[Run], path: Path, move_runs: bool, warn: Callable[[str
         else:
             todo.append(run)
     if not move_runs:
-        archive.write(path, todo)
+        archive.write(path, todo, follow_links)
         out.done = todo
         return out
     departures: list[Departure] = []

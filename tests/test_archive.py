@@ -209,3 +209,36 @@ def test_copy_cleans_up_its_temp_dir(three, tmp_path, monkeypatch):
     with pytest.raises(Boom):
         store.copy(Run.for_dir(run_dir), tmp_path / "dest")
     assert os.listdir(tmp_path / "dest") == []
+
+
+def test_copy_resources_exports_what_links_point_to(cli, guild_home, project, tmp_path):
+    """Guild AI's --copy-resources: an exported run holds the files its
+    dependency links point to, not the links."""
+    project.write("train.py", "open('model.txt', 'w').write('weights')\n")
+    project.write("guild.yml", "train:\n  main: train\nuse:\n  main: guild.pass\n  requires:\n    - operation: train\n")
+    assert cli("run", "train", "-y").exit_code == 0
+    assert cli("run", "use", "-y").exit_code == 0
+    use_id = listed(cli)[0]
+    linked = tmp_path / "linked"
+    assert cli("export", str(linked), "-y").exit_code == 0
+    assert os.path.islink(linked / use_id / "model.txt")
+    copied = tmp_path / "copied"
+    out = cli("export", str(copied), use_id, "--copy-resources", "-y")
+    assert out.exit_code == 0, out.stderr
+    path = copied / use_id / "model.txt"
+    assert not os.path.islink(path) and path.read_text() == "weights"
+    zipped = tmp_path / "copied.zip"
+    assert cli("export", str(zipped), use_id, "-r", "-y").exit_code == 0
+    with zipfile.ZipFile(zipped) as zf:
+        info = zf.getinfo(f"{use_id}/model.txt")
+        assert not stat.S_ISLNK(info.external_attr >> 16) and zf.read(info) == b"weights"
+    out = cli("export", str(tmp_path / "x"), "-m", "-r", "-y")
+    assert out.exit_code == 1 and "--copy-resources cannot be used with --move" in out.stderr
+    assert len(listed(cli)) == 2
+    # Imported back from the directory archive (where the link leads to
+    # the upstream run's copy), resources copied.
+    cli("runs", "delete", "-p", use_id, "-y")
+    out = cli("import", str(linked), use_id, "--copy-resources", "-y")
+    assert out.exit_code == 0, out.stderr
+    imported = guild_home / "runs" / use_id / "model.txt"
+    assert not os.path.islink(imported) and imported.read_text() == "weights"

@@ -365,3 +365,33 @@ def test_select_errors(cli, runs, args, message):
         spec = next(str(i) for i in range(6, 100) if not any(r.id.startswith(str(i)) for r in runs.values()))
         args, message = [spec], message.replace("index 9", f"index {spec}")
     fails(cli("select", *args), message)
+
+
+# -- diff: --working, --dir, --deps (Guild AI's -w, -d, -D) ----------
+
+
+def test_diff_working_compares_source_code_with_the_project(cli, runs, fake_diff, project):
+    (call,) = diff(cli, fake_diff, "--working", runs["a"].short_id)
+    left, right = call["args"]
+    assert right == str(project.path)
+    assert "# changed" not in call["left"]["train.py"] and "# changed" in call["right"]["train.py"]
+    assert ".guild/attrs/flags" not in call["left"]
+    (call,) = diff(cli, fake_diff, "-w", runs["a"].short_id, "-p", "train.py")
+    assert call["args"][1] == str(project.path / "train.py")
+    result = cli("diff", "-c", fake_diff.cmd, "-w", "1", "2")
+    fails(result, "guild: --working diffs one run: give at most one RUN")
+
+
+def test_diff_dir_and_deps(cli, runs, fake_diff, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "train.py").write_text("x = 9\n")
+    (call,) = diff(cli, fake_diff, "--dir", str(other), runs["b"].short_id)
+    assert call["args"] == [str(runs["b"].path), str(other)]
+    (call,) = diff(cli, fake_diff, "-d", str(other), "-s", runs["b"].short_id)
+    assert "# changed" in call["left"]["train.py"] and ".guild/attrs/flags" not in call["left"]
+    fails(cli("diff", "-d", str(tmp_path / "nope"), "1"), f"guild: cannot diff with {tmp_path / 'nope'}: not a directory")
+    fails(cli("diff", "-w", "-d", str(other)), "guild: --working and --dir cannot both be used")
+    (call,) = diff(cli, fake_diff, "--deps", "5", "4")
+    assert call["left"] == "" and call["right"] == ""
+    assert call["args"][0].endswith(f"/{runs['a'].short_id}/deps")

@@ -26,9 +26,12 @@ DEFAULT_CMD = "diff -ru"
     "-p", "--path", "paths", metavar="PATH", multiple=True,
     help="Diff specified path. May be used more than once.",
 )
+@click.option("-D", "--deps", is_flag=True, help="Diff run dependencies.")
+@click.option("-w", "--working", is_flag=True, help="Diff a run's source code with its project directory as it is now.")
+@click.option("-d", "--dir", "dir_", metavar="PATH", help="Diff a run with directory PATH.")
 @click.option("-c", "--cmd", metavar="CMD", help=f"Command used to diff runs (default: '{DEFAULT_CMD}').")
 @filter_options
-def diff(run, other_run, output, sourcecode, env, flags, attrs, paths, cmd, rf):
+def diff(run, other_run, output, sourcecode, env, flags, attrs, paths, deps, working, dir_, cmd, rf):
     """Diff two runs.
 
     With no RUN, the latest two filtered runs are diffed (the older one
@@ -40,6 +43,11 @@ def diff(run, other_run, output, sourcecode, env, flags, attrs, paths, cmd, rf):
     snapshot (with --path, paths inside it), --path paths inside the
     runs. Options combine: each gives one diff.
 
+    --working diffs one run's source code with its project directory as
+    it is now, --dir PATH one run (its directory, or with --sourcecode
+    its source code) with PATH; both take at most one RUN (default: the
+    latest). --deps diffs the recorded dependencies.
+
     The program is 'diff -ru' unless --cmd gives another; the two
     paths are appended to it. Differences are not an error: guild exits
     0 when the program exits 0 or 1.
@@ -50,10 +58,20 @@ def diff(run, other_run, output, sourcecode, env, flags, attrs, paths, cmd, rf):
     import sys
 
     argv = _diff_cmd(cmd)
-    a, b = _runs_to_diff(rf, run, other_run)
     tmp = _TempDir()
+    if working or dir_:
+        if working and dir_:
+            raise GuildError("--working and --dir cannot both be used")
+        if other_run is not None:
+            raise GuildError(f"{'--working' if working else '--dir'} diffs one run: give at most one RUN")
+        single = _one_run(rf, run)
+    else:
+        a, b = _runs_to_diff(rf, run, other_run)
     try:
-        pairs = _diff_paths(a, b, tmp, output, sourcecode, env, flags, attrs, paths)
+        if working or dir_:
+            pairs = _working_paths(single, tmp, dir_, sourcecode or working, paths)
+        else:
+            pairs = _diff_paths(a, b, tmp, output, sourcecode, env, flags, attrs, paths, deps)
         status = 0
         for left, right in pairs:
             sys.stdout.flush()
@@ -84,6 +102,41 @@ def _diff_cmd(cmd: str | None) -> list[str]:
     if not argv:
         raise GuildError("--cmd cannot be empty")
     return argv
+
+
+def _one_run(rf, spec):
+    from guild_core import select
+
+    from .runselect import filtered_runs
+
+    runs = filtered_runs(rf)
+    if not runs:
+        raise GuildError("no matching runs")
+    return select.select_one(runs, spec)
+
+
+def _working_paths(run, tmp, dir_, sourcecode, paths):
+    """(run side, directory side) pairs for --working and --dir."""
+    from pathlib import Path
+
+    if dir_ is not None:
+        other = Path(dir_)
+        if not other.is_dir():
+            raise GuildError(f"cannot diff with {dir_}: not a directory")
+    else:
+        project = run.project_dir
+        if not project or not Path(project).is_dir():
+            raise GuildError(f"cannot diff run {run.short_id} with its project: {project or 'it has none'} is not a directory")
+        other = Path(project)
+    left = _sourcecode_snapshot(run, tmp, run.short_id) if sourcecode else run.path
+    if not paths:
+        return [(left, other)]
+    pairs = []
+    for p in paths:
+        pair = (left / p, other / p)
+        _check_path(p, pair, run, run, "run or directory of")
+        pairs.append(pair)
+    return pairs
 
 
 def _runs_to_diff(rf, spec, other_spec):
@@ -129,9 +182,11 @@ class _TempDir:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _diff_paths(a, b, tmp, output, sourcecode, env, flags, attrs, paths):
+def _diff_paths(a, b, tmp, output, sourcecode, env, flags, attrs, paths, deps=False):
     names = (a.short_id, b.short_id) if a.short_id != b.short_id else (a.id, b.id)
     pairs = []
+    if deps:
+        pairs.append(tuple(_mapping_file(r, "deps", tmp, n) for r, n in zip((a, b), names)))
     if attrs:
         for opt, given in (("--env", env), ("--flags", flags)):
             if given:

@@ -121,12 +121,20 @@ def label(runs, set_, append, prepend, remove, clear, yes, rf):
 @click.option("-d", "--delete", metavar="TAG", multiple=True, help="Delete TAG (repeatable).")
 @click.option("-c", "--clear", is_flag=True, help="Delete all tags first.")
 @click.option("-s", "--sync-labels", is_flag=True, help="Update labels to show added and drop deleted tags.")
+@click.option("--list-all", is_flag=True, help="List every tag the runs use (default: all runs that pass the filters), one per line.")
 @click.option("-y", "--yes", is_flag=True, help="Do not prompt.")
 @filter_options
-def tag(runs, add, delete, clear, sync_labels, yes, rf):
-    """Add or delete run tags (default: the latest run)."""
+def tag(runs, add, delete, clear, sync_labels, list_all, yes, rf):
+    """Add or delete run tags (default: the latest run), or list them."""
+    if list_all:
+        if add or delete or clear:
+            raise click.UsageError("--list-all cannot be used with --add, --delete or --clear")
+        used = sorted({str(t) for run in selected_runs(rf, runs) for t in run.get("tags") or []})
+        for name in used:
+            click.echo(printable(name))
+        return
     if not (add or delete or clear):
-        raise click.UsageError("specify --add, --delete or --clear")
+        raise click.UsageError("specify --add, --delete, --clear or --list-all")
     selected = _runs_or_latest(rf, runs)
     if not selected:
         click.echo("No runs to modify.", err=True)

@@ -38,7 +38,7 @@ def stop(runs, yes, no_wait, rf):
 
 @click.command()
 @click.argument("run", required=False)
-@click.option("--pid", type=int, help="Watch the run with this process id.")
+@click.option("-p", "--pid", metavar="PID", help="Watch the run of process PID (a process id, or a file holding one: a --pidfile).")
 @filter_options
 def watch(run, pid, rf):
     """Show a run's output as it is written (Ctrl-C stops watching, not
@@ -47,7 +47,10 @@ def watch(run, pid, rf):
 
     runs_ = filtered_runs(rf)
     if pid is not None:
-        matches = [r for r in runs_ if r.pid == pid]
+        pid = _pid_of(pid)
+        # The run's process, or the guild process supervising it (what
+        # --pidfile records).
+        matches = [r for r in runs_ if r.pid == pid or getattr(r.supervisor(), "pid", None) == pid]
         if not matches:
             raise GuildError(f"cannot find run for pid {pid}")
         target = matches[0]
@@ -70,6 +73,22 @@ def watch(run, pid, rf):
         return
     fresh = type(target)(target.id, target.path)
     click.echo(f"Run {target.id} stopped with a status of '{fresh.status}'", err=True)
+
+
+def _pid_of(spec: str) -> int:
+    """A process id given as a number or as a file that holds one."""
+    from pathlib import Path
+
+    text = spec
+    if not spec.strip().isdigit():
+        try:
+            text = Path(spec).read_text()
+        except OSError as e:
+            raise GuildError(f"invalid --pid {spec!r}: not a process id, and cannot read it as a file ({e.strerror})") from None
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise GuildError(f"invalid --pid {spec!r}: {'the file holds no process id' if text is not spec else 'not a process id'}") from None
 
 
 def _copy_new(path, pos: int) -> int:

@@ -1,0 +1,40 @@
+"""Guild AI 0.9 options of run commands: tag --list-all, watch -p,
+runs list -c/-n/-s/-v, compare --tool."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from conftest import wait_for
+
+
+def three(cli, project):
+    project.write("train.py", "x = 1\nprint('loss: %s' % (1.0 / x))\n")
+    for x in (1, 2, 3):
+        assert cli("run", "train.py", f"x={x}", "-y").exit_code == 0
+
+
+def test_tag_list_all(cli, guild_home, project):
+    three(cli, project)
+    cli("tag", "-a", "red", "-a", "blue", "1", "-y")
+    cli("tag", "-a", "green", "3", "-y")
+    assert cli("tag", "--list-all").output == "blue\ngreen\nred\n"
+    assert cli("runs", "tag", "--list-all", "3").output == "green\n"
+    assert cli("tag", "--list-all", "-Fl", "nothing-like-this").output == ""
+    out = cli("tag", "--list-all", "-a", "x")
+    assert out.exit_code == 2 and "--list-all cannot be used with" in out.stderr
+
+
+def test_watch_by_pid_or_pidfile(sh, guild_home, project, tmp_path):
+    project.write("slow.py", "import time\nprint('tick', flush=True)\ntime.sleep(1)\nprint('done')\n")
+    pidfile = tmp_path / "run.pid"
+    assert sh("run", "slow.py", "--pidfile", str(pidfile), "-y").exit_code == 0
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="pidfile")
+    result = sh("watch", "-p", str(pidfile))
+    assert result.exit_code == 0, result.stderr
+    assert "done" in result.output
+    result = sh("watch", "--pid", str(tmp_path / "nope.pid"))
+    assert result.exit_code == 1 and result.stderr.startswith("guild: invalid --pid")
+    result = sh("watch", "-p", "999999999")
+    assert result.exit_code == 1 and "cannot find run for pid 999999999" in result.stderr
