@@ -38,3 +38,24 @@ def test_watch_by_pid_or_pidfile(sh, guild_home, project, tmp_path):
     assert result.exit_code == 1 and result.stderr.startswith("guild: invalid --pid")
     result = sh("watch", "-p", "999999999")
     assert result.exit_code == 1 and "cannot find run for pid 999999999" in result.stderr
+
+
+def test_runs_list_limit_comments_verbose_simplified(cli, guild_home, project):
+    three(cli, project)
+    cli("comment", "-m", "a note", "-u", "ann@lab", "-y")
+    rows = cli("runs", "-n", "2").output.splitlines()
+    assert len(rows) == 2 and rows[0].startswith("[1:")
+    simple = cli("runs", "list", "-s").output.splitlines()
+    assert [line.split() for line in simple] == [
+        ["[1]", "train.py", "completed", "x=3"], ["[2]", "train.py", "completed", "x=2"], ["[3]", "train.py", "completed", "x=1"],
+    ]
+    commented = cli("runs", "-c", "-n", "1").output.splitlines()
+    assert commented[0].startswith("[1:") and commented[1].startswith("  ann@lab ")
+    assert commented[2:4] == ["", "    a note"]
+    verbose = cli("runs", "-v", "-n", "1").output.splitlines()
+    assert verbose[1].startswith("  id: ") and any(line.startswith("  status: completed") for line in verbose)
+    assert not any(line.startswith("  flags:") for line in verbose)
+    assert len(json.loads(cli("runs", "--json", "-n", "1").output)) == 1
+    for args in (("-c", "-v"), ("-a", "-n", "1"), ("--json", "-v")):
+        out = cli("runs", *args)
+        assert out.exit_code == 2 and "cannot both be used" in out.stderr

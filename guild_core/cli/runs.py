@@ -26,10 +26,27 @@ def list_options(fn):
             click.option("-d", "--deleted", is_flag=True, help="Show deleted runs."),
             click.option("-A", "--archive", metavar="DIR", help="Show runs in an archive directory."),
             click.option("--json", "as_json", is_flag=True, help="Show runs as JSON."),
+            click.option("-n", "--limit", type=click.IntRange(min=1), metavar="N", help="Show at most N runs."),
+            click.option("-c", "--comments", is_flag=True, help="Show each run's comments."),
+            click.option("-v", "--verbose", is_flag=True, help="Show each run's details (as runs info shows them)."),
+            click.option("-s", "--simplified", is_flag=True, help="Show a simplified list: index, operation, status, label."),
         ]
     ):
         fn = opt(fn)
     return filter_options(fn)
+
+
+def _list_view(all_, limit, comments, verbose, simplified, as_json):
+    """The list's shape from its options; conflicts are usage errors,
+    as in Guild AI."""
+    for a, b, given in (
+        ("--all", "--limit", all_ and limit), ("--comments", "--verbose", comments and verbose),
+        ("--json", "--comments", as_json and comments), ("--json", "--verbose", as_json and verbose),
+        ("--simplified", "--verbose", simplified and verbose),
+    ):
+        if given:
+            raise click.UsageError(f"{a} and {b} cannot both be used")
+    return {"limit": limit, "comments": comments, "verbose": verbose, "simplified": simplified}
 
 
 # Subcommands other than list and info load on first use.
@@ -54,30 +71,47 @@ def _group_cls():
 @click.group(invoke_without_command=True, cls=_group_cls(), lazy=SUBCOMMANDS)
 @list_options
 @click.pass_context
-def runs(ctx, all_, more, deleted, archive, as_json, rf):
+def runs(ctx, all_, more, deleted, archive, as_json, limit, comments, verbose, simplified, rf):
     """Show or manage runs. With no command, list runs."""
     if ctx.invoked_subcommand is None:
-        _list(all_, more, deleted, archive, as_json, rf)
+        _list(all_, more, deleted, archive, as_json, rf, _list_view(all_, limit, comments, verbose, simplified, as_json))
 
 
 @runs.command("list")
 @list_options
-def list_(all_, more, deleted, archive, as_json, rf):
+def list_(all_, more, deleted, archive, as_json, limit, comments, verbose, simplified, rf):
     """List runs, newest first.
 
     Filter options select runs as for every command that takes runs;
-    indexes in the list are positions among the filtered runs."""
-    _list(all_, more, deleted, archive, as_json, rf)
+    indexes in the list are positions among the filtered runs.
+    --comments shows each run's comments under it, --verbose its
+    details, --simplified only index, operation, status and label;
+    --limit N shows the first N."""
+    _list(all_, more, deleted, archive, as_json, rf, _list_view(all_, limit, comments, verbose, simplified, as_json))
 
 
-def _list(all_, more, deleted, archive, as_json, rf):
+def _list(all_, more, deleted, archive, as_json, rf, view=None):
+    view = view or {}
     runs_ = filtered_runs(rf, deleted=deleted, archive=archive)
+    if view.get("limit"):
+        runs_ = runs_[: view["limit"]]
     if as_json:
         click.echo(json.dumps([_list_json(run) for run in runs_]))
         return
-    shown = runs_ if all_ else runs_[: (more + 1) * RUNS_PER_GROUP]
-    for line in format_list(shown):
+    shown = runs_ if all_ or view.get("limit") else runs_[: (more + 1) * RUNS_PER_GROUP]
+    rows = _simplified(shown) if view.get("simplified") else format_list(shown)
+    for run, line in zip(shown, rows):
         click.echo(line)
+        if view.get("comments"):
+            from .runs_meta import comment_lines
+
+            for extra in comment_lines(run.get("comments"), indexed=False):
+                click.echo(extra)
+        elif view.get("verbose"):
+            for key, val in info_data(run).items():
+                if key in ("tags", "flags", "scalars", "dependencies"):
+                    break
+                click.echo(f"  {key}: {printable('' if val is None else val)}")
     if len(shown) < len(runs_):
         click.echo(
             f"Showing the first {len(shown)} runs ({len(runs_)} total) - use --all "
@@ -99,6 +133,15 @@ def format_list(runs_: list[Run], indexed: bool = True) -> list[str]:
             printable(run.status),
             printable(run.get("label") or ""),
         ]
+        for i, run in enumerate(runs_, 1)
+    ]
+    return util.table(rows)
+
+
+def _simplified(runs_: list[Run]) -> list[str]:
+    """Guild AI's ``--simplified`` rows: ``[INDEX]  op  status  label``."""
+    rows = [
+        [f"[{i}]", printable(run.op_name), printable(run.status), printable(run.get("label") or "")]
         for i, run in enumerate(runs_, 1)
     ]
     return util.table(rows)

@@ -256,14 +256,23 @@ def _list_comments(runs: list[Run]) -> None:
         comments = run.get("comments") or []
         if not comments:
             click.echo("  <no comments>")
-        for i, c in enumerate(comments, 1):
-            if not isinstance(c, dict):
-                continue
-            who = c.get("user") or ""
-            if c.get("host"):
-                who += f"@{c['host']}"
-            click.echo(f"  [{i}] {printable(who)} {util.format_timestamp(c.get('time'))}")
-            click.echo()
-            for body_line in str(c.get("body") or "").splitlines():
-                click.echo(f"    {printable(body_line)}")
-            click.echo()
+        for line in comment_lines(comments, indexed=True):
+            click.echo(line)
+
+
+def comment_lines(comments, indexed: bool) -> list[str]:
+    """A run's comments as ``comment --list`` and ``runs --comments``
+    show them: who and when (with its index), a blank line, the body
+    indented, a blank line."""
+    lines = []
+    for i, c in enumerate(comments or [], 1):
+        if not isinstance(c, dict):
+            continue
+        who = c.get("user") or ""
+        if c.get("host"):
+            who += f"@{c['host']}"
+        index = f"[{i}] " if indexed else ""
+        lines += [f"  {index}{printable(who)} {util.format_timestamp(c.get('time'))}", ""]
+        lines += [f"    {printable(body_line)}" for body_line in str(c.get("body") or "").splitlines()]
+        lines.append("")
+    return lines
