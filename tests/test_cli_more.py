@@ -59,3 +59,11 @@ def test_runs_list_limit_comments_verbose_simplified(cli, guild_home, project):
     for args in (("-c", "-v"), ("-a", "-n", "1"), ("--json", "-v")):
         out = cli("runs", *args)
         assert out.exit_code == 2 and "cannot both be used" in out.stderr
+
+
+def test_compare_tool_says_what_it_lacks(cli, guild_home, project):
+    three(cli, project)
+    out = cli("compare", "--tool", "hiplot")
+    assert out.exit_code == 1 and out.stderr == "guild: compare tool 'hiplot' is not available yet: it comes with guild view\n"
+    out = cli("compare", "--tool", "excel")
+    assert out.exit_code == 1 and "unsupported compare tool 'excel'" in out.stderr

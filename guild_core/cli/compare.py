@@ -49,9 +49,13 @@ from .runselect import filter_options, selected_runs
 @click.option("--json", "as_json", is_flag=True, help="Print comparison data as JSON.")
 @click.option("--include-batch", is_flag=True, help="Include batch runs.")
 @click.option("--print-scalars", is_flag=True, help="Show available scalars and exit.")
+@click.option("--tool", metavar="TOOL", help="Compare with TOOL (Guild AI's hiplot; not available yet).")
 @filter_options
-def compare(runs, table, csv, as_json, print_scalars, rf, **kw):
+def compare(runs, table, csv, as_json, print_scalars, tool, rf, **kw):
     """Compare run flags, scalars and attributes.
+
+    --tool hiplot (Guild AI's HiPlot viewer) belongs to the coming
+    view and says so; other tools are unknown.
 
     Shows one row per run: the core columns run, operation, started,
     time, status and label, then each run's flags, a step column and
@@ -82,6 +86,10 @@ def compare(runs, table, csv, as_json, print_scalars, rf, **kw):
     from guild_core import compare as cmp
 
     _check_incompatible(table=table, csv=csv, json=as_json)
+    if tool is not None:
+        if tool == "hiplot":
+            raise GuildError("compare tool 'hiplot' is not available yet: it comes with guild view")
+        raise GuildError(f"unsupported compare tool '{tool}' (Guild AI's is hiplot)")
     if print_scalars:
         _print_scalars(selected_runs(rf, runs))
         return
