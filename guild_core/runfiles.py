@@ -20,7 +20,7 @@ import os
 import shlex
 from dataclasses import dataclass
 
-from .run import Run
+from .run import RUN_ID_P, Run
 
 SOURCECODE = "s"
 DEPENDENCY = "d"
@@ -89,6 +89,35 @@ def _deps_attr_paths(run: Run) -> list[str]:
                 if rel and rel != "." and os.path.lexists(os.path.join(run.path, rel)):
                     out.append(rel)
     return out
+
+
+def within(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
+
+class RunArea:
+    """Where a run's files may resolve to: the run directory and the
+    sibling runs beside it (real paths). A symbolic link in a run is
+    followed only when it stays in this area: a batch's trial links
+    (``../<id>``), a dependency's (``../<id>/file``), a summary's."""
+
+    def __init__(self, run_dir: str):
+        self.root = os.path.realpath(run_dir)
+        # The parent of the real run directory is where its relative
+        # links (`../<id>`) lead; the real parent of the run directory
+        # as named is where absolute links to `runs/<id>` lead.
+        self.parents = {os.path.dirname(self.root), os.path.realpath(os.path.dirname(run_dir))}
+
+    def allows(self, real: str) -> bool:
+        real = os.path.normpath(real)
+        if within(real, self.root):
+            return True
+        for parent in self.parents:
+            if real != parent and within(real, parent):
+                first = real[len(parent.rstrip(os.sep)) + 1 :].split(os.sep, 1)[0]
+                if RUN_ID_P.match(first) and os.path.isdir(os.path.join(parent, first)):
+                    return True
+        return False
 
 
 class Index:

@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import stat
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -220,3 +217,211 @@ def test_info_help_covers_every_option(cli):
     for opt in ("--comments", "--env", "--deps", "--manifest", "--plugins", "--all-scalars", "--json",
                 "--deleted", "--archive", "--remote", "--filter", "--operation", "--started", "--running"):
         assert opt in text, opt
+
+
+# -- ls ------------------------------------------------------------------------
+
+
+def listing(cli, *args) -> list[str]:
+    out = cli("ls", *args)
+    assert out.exit_code == 0, out.stderr
+    return out.output.splitlines()
+
+
+def test_ls_default_hides_hidden_and_guild_files(cli, run):
+    lines = listing(cli)
+    assert lines[0] == f"{run.path}:"
+    assert lines[1:] == [
+        "  README.md", "  cfg/", "  cfg/a.yml", "  data.txt", "  guild.yml",
+        "  out/", "  out/model.txt", "  out/sub/", "  out/sub/deep.bin", "  train.py",
+    ]
+
+
+def test_ls_all(cli, run):
+    lines = listing(cli, "-a")
+    assert "  .hidden" in lines and "  .guild/" in lines and "  .guild/attrs/flags" in lines
+    assert "  out/model.txt" in listing(cli, "--all")
+
+
+def test_ls_kinds(cli, run):
+    assert listing(cli, "-s")[1:] == ["  README.md", "  guild.yml", "  train.py"]
+    assert listing(cli, "--dependencies")[1:] == ["  cfg/", "  cfg/a.yml", "  data.txt"]
+    # Generated files include hidden ones (as in Guild AI), never .guild.
+    assert listing(cli, "-g")[1:] == ["  .hidden", "  out/model.txt", "  out/sub/deep.bin"]
+    assert listing(cli, "-s", "-d")[1:] == ["  README.md", "  cfg/", "  cfg/a.yml", "  data.txt", "  guild.yml", "  train.py"]
+    assert listing(cli, "-sdg", "-a") == listing(cli, "-sdg")
+
+
+def test_ls_path(cli, run):
+    assert listing(cli, "-p", "out")[1:] == ["  out/", "  out/model.txt", "  out/sub/", "  out/sub/deep.bin"]
+    assert listing(cli, "--path", "out/sub/")[1:] == ["  out/sub/", "  out/sub/deep.bin"]
+    assert listing(cli, "-p", ".hidden")[1:] == ["  .hidden"]
+    assert "  .guild/attrs/flags" in listing(cli, "-p", ".guild")
+    assert listing(cli, "-g", "-p", "out")[1:] == ["  out/model.txt", "  out/sub/deep.bin"]
+
+
+def test_ls_path_patterns(cli, run):
+    assert listing(cli, "-p", "*.py")[1:] == ["  train.py"]
+    assert listing(cli, "-p", "out/*")[1:] == ["  out/model.txt", "  out/sub/", "  out/sub/deep.bin"]
+    assert listing(cli, "-p", "?ut/s*")[1:] == ["  out/sub/", "  out/sub/deep.bin"]
+    # A hidden name matches only a pattern part that starts with a dot.
+    assert listing(cli, "-p", "*")[1:] == listing(cli)[1:]
+    assert listing(cli, "-p", ".h*")[1:] == ["  .hidden"]
+    assert listing(cli, "-p", "*.nothing")[1:] == []
+
+
+def test_ls_natural_order(cli, run):
+    for name in ("f10.txt", "f2.txt", "f1.txt"):
+        (run.path / name).write_text("x")
+    names = [line.strip() for line in listing(cli, "-p", "f*")[1:]]
+    assert names == ["f1.txt", "f2.txt", "f10.txt"]
+
+
+def test_ls_full_path_and_no_format(cli, run):
+    assert listing(cli, "-f", "-p", "out/sub") == [f"{run.path}/out/sub/", f"{run.path}/out/sub/deep.bin"]
+    assert listing(cli, "-n", "-p", "out/sub") == ["out/sub/", "out/sub/deep.bin"]
+    assert listing(cli, "--no-format") == [line.strip() for line in listing(cli)[1:]]
+
+
+def test_ls_extended_sizes(cli, run):
+    assert listing(cli, "-x", "-p", "out") == [
+        f"{run.path}:", "     -  out/", "     8  out/model.txt", "     -  out/sub/", "  2048  out/sub/deep.bin",
+    ]
+    assert listing(cli, "-x", "-h", "-n", "-p", "out/sub") == ["   -  out/sub/", "2.0K  out/sub/deep.bin"]
+    # -h alone changes nothing (it is for -x).
+    assert listing(cli, "-h") == listing(cli)
+
+
+def test_ls_follow_links(cli, run, guild_home, proj):
+    assert cli("run", "train.py", "x=[1,2]", "-y").exit_code == 0
+    batch = next(r for r in runs(guild_home) if r.guild_path("proto").is_dir())
+    trials = sorted(p.name for p in batch.path.iterdir() if p.is_symlink())
+    assert sorted(listing(cli, batch.id)[1:]) == sorted(f"  {t}/" for t in trials)
+    followed = listing(cli, batch.id, "-L")
+    for trial in trials:
+        assert f"  {trial}/out/model.txt" in followed
+        assert f"  {trial}/.guild/attrs/flags" not in followed
+    # Kind listings never list Guild's files, a trial's either.
+    assert not any(".guild" in line for line in listing(cli, batch.id, "-g", "-L", "-a"))
+
+
+def test_ls_bad_input(cli, run):
+    one_error(cli("ls", "-p", "nope"), "does not exist")
+    one_error(cli("ls", "-p", "../*"), "outside the run directory")
+    one_error(cli("ls", "-p", "/etc"), "outside the run directory")
+    one_error(cli("ls", "-r", "ec2"), "remote runs are not supported")
+    one_error(cli("ls", "deadbeef"), "deadbeef")
+
+
+def test_ls_help_covers_every_option(cli):
+    text = cli("ls", "--help").output
+    for opt in ("--path", "--sourcecode", "--dependencies", "--generated", "--all", "--full-path",
+                "--follow-links", "--no-format", "--extended", "--human-readable", "--remote", "--filter"):
+        assert opt in text, opt
+
+
+# -- cat -----------------------------------------------------------------------
+
+
+def test_cat_path_sourcecode_output_page(cli, run):
+    assert cli("cat", "-p", "out/model.txt").output == "model 1\n"
+    assert cli("cat", "-s", "-p", "train.py").output == (run.path / "train.py").read_text()
+    assert cli("cat", "-O").output == "loss: 1.0\nloss: 0.5\nloss: 2.0\nsys/gpu: 3\n"
+    assert cli("cat", "-p", "data.txt", "-pa").output.rstrip("\n") == "data"
+    assert cli("cat", "--output", "--page").output.startswith("loss: 1.0\n")
+
+
+def test_cat_sourcecode_dest(cli, guild_home, proj):
+    proj.write("guild.yml", "train:\n  main: train\n  flags: {x: 1}\n  sourcecode:\n    dest: src\n")
+    assert cli("run", "train", "-y").exit_code == 0
+    assert cli("cat", "-s", "-p", "guild.yml").output.startswith("train:")
+    assert listing(cli, "-s")[1:] == ["  src/README.md", "  src/cfg/a.yml", "  src/data.txt", "  src/guild.yml", "  src/train.py"]
+    assert listing(cli, "-s", "-p", "train.py")[1:] == ["  src/train.py"]
+    one_error(cli("cat", "-p", "guild.yml"), "does not exist")
+
+
+def test_cat_bad_input(cli, run):
+    one_error(cli("cat"), "--path is required unless --output")
+    one_error(cli("cat", "-O", "-p", "train.py"), "--output cannot be used with --path")
+    one_error(cli("cat", "-O", "-s"), "--output cannot be used")
+    one_error(cli("cat", "-p", "out"), "is a directory")
+    one_error(cli("cat", "-s", "-p", "../x"), "outside the run directory")
+    one_error(cli("cat", "-r", "ec2", "-O"), "remote runs are not supported")
+
+
+def test_cat_help_covers_every_option(cli):
+    text = cli("cat", "--help").output
+    for opt in ("--path", "--sourcecode", "--output", "-pa, --page", "--remote", "--filter"):
+        assert opt in text, opt
+
+
+# -- open ----------------------------------------------------------------------
+
+RECORD = """
+import json, os, sys
+with open(os.environ["RECORD_TO"], "a") as f:
+    f.write(json.dumps({"args": sys.argv[1:], "cwd": os.getcwd()}) + "\\n")
+sys.exit(int(os.environ.get("RECORD_EXIT", "0")))
+"""
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    """A --cmd that records what it is given, never a desktop opener."""
+    script = tmp_path / "record.py"
+    script.write_text(RECORD)
+    log = tmp_path / "opened.jsonl"
+
+    class Recorder:
+        cmd = f"{shlex.quote(__import__('sys').executable)} {shlex.quote(str(script))}"
+        env = {"RECORD_TO": str(log)}
+
+        def calls(self):
+            return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    return Recorder()
+
+
+def test_open_with_cmd(sh, run, recorder):
+    assert sh("open", "--cmd", recorder.cmd, env=recorder.env).exit_code == 0
+    assert sh("open", "-p", "out/model.txt", "-c", recorder.cmd, env=recorder.env).exit_code == 0
+    assert sh("open", "-O", "-c", recorder.cmd, env=recorder.env).exit_code == 0
+    assert sh("open", "-s", "-c", recorder.cmd, env=recorder.env).exit_code == 0
+    opened = [c["args"][-1] for c in recorder.calls()]
+    assert opened == [str(run.path), str(run.path / "out/model.txt"), str(run.guild_path("output")), str(run.path)]
+
+
+def test_open_without_an_opener_prints_the_path(sh, run, tmp_path):
+    empty = tmp_path / "no-bin"
+    empty.mkdir()
+    out = sh("open", "-p", "out", env={"PATH": str(empty)})
+    assert out.exit_code == 0, out.stderr
+    assert out.output == f"{run.path / 'out'}\n"
+
+
+def test_open_shell_cmd_runs_in_the_directory(sh, run, recorder):
+    out = sh("open", "--shell-cmd", recorder.cmd, "-p", "out/model.txt", env=recorder.env)
+    assert out.exit_code == 0, out.stderr
+    assert "Running a new shell in" in out.stderr
+    (call,) = recorder.calls()
+    assert call["cwd"] == str((run.path / "out").resolve()) and call["args"] == []
+    out = sh("open", "--shell", env={**recorder.env, "SHELL": recorder.cmd.split()[0]}, input="")
+    assert out.exit_code == 0, out.stderr
+
+
+def test_open_bad_input(cli, sh, run, recorder):
+    one_error(cli("open", "-p", "nope", "--cmd", "true"), "does not exist")
+    one_error(cli("open", "-p", "../..", "--cmd", "true"), "outside the run directory")
+    one_error(cli("open", "--cmd", "x", "--shell"), "--cmd and --shell cannot both be used")
+    one_error(cli("open", "--shell", "--shell-cmd", "x"), "cannot both be used")
+    one_error(cli("open", "-O", "-p", "x"), "--output cannot be used")
+    one_error(cli("open", "--cmd", "no-such-opener-here"), "cannot run no-such-opener-here")
+    one_error(sh("open", "--cmd", recorder.cmd, env={**recorder.env, "RECORD_EXIT": "3"}), "exited with status 3")
+    one_error(cli("open", "deadbeef", "--cmd", "true"), "deadbeef")
+
+
+def test_open_help_covers_every_option(cli):
+    text = cli("open", "--help").output
+    for opt in ("--path", "--sourcecode", "--output", "--cmd", "--shell", "--shell-cmd", "--filter"):
+        assert opt in text, opt
+    assert "Open a run path or output." in cli("--help").output

@@ -143,8 +143,9 @@ def test_ls_path_forms(cli, run):
     out = cli("ls", "-p", "out.txt")
     assert out.exit_code == 0 and out.output.splitlines() == [f"{root}:", "  out.txt"]
     out = cli("ls", "-p", "sub")
-    assert out.exit_code == 0 and out.output.splitlines() == [f"{root}:", "  sub/inner.txt"]
-    assert cli("ls", "-p", "sub", "-f").output.splitlines() == [f"{root}/sub/inner.txt"]
+    # PATH itself is listed too, as Guild AI lists it.
+    assert out.exit_code == 0 and out.output.splitlines() == [f"{root}:", "  sub/", "  sub/inner.txt"]
+    assert cli("ls", "-p", "sub", "-f").output.splitlines() == [f"{root}/sub/", f"{root}/sub/inner.txt"]
     out = cli("ls", "-p", "nope")
     assert out.exit_code == 1 and out.stderr.splitlines() == [f"guild: {root}/nope does not exist"]
     out = cli("ls", "-p", "loop")
