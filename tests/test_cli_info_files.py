@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -425,3 +427,208 @@ def test_open_help_covers_every_option(cli):
     for opt in ("--path", "--sourcecode", "--output", "--cmd", "--shell", "--shell-cmd", "--filter"):
         assert opt in text, opt
     assert "Open a run path or output." in cli("--help").output
+
+
+# -- merge ---------------------------------------------------------------------
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (not .git) and its bytes."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in filenames:
+            path = Path(dirpath, name)
+            out[str(path.relative_to(root))] = path.read_bytes() if not path.is_symlink() else b"->" + os.readlink(path).encode()
+    return out
+
+
+def merged(cli, *args, input=None):
+    return cli("merge", *args, input=input)
+
+
+def test_merge_copies_changed_source_back_only_with_replace(cli, run, proj):
+    proj.write("train.py", "print('edited since')\n")
+    before = snapshot(proj.path)
+    out = merged(cli, "-y")
+    one_error(out, "files in the current directory would be replaced: train.py")
+    assert "--replace" in out.stderr
+    assert snapshot(proj.path) == before
+    out = merged(cli, "-y", "--replace")
+    assert out.exit_code == 0, out.stderr
+    assert out.stderr.splitlines() == ["Copying train.py"]
+    assert (proj.path / "train.py").read_text() == (run.path / "train.py").read_text()
+
+
+def test_merge_all_copies_generated_files_after_asking(cli, run, proj):
+    before = snapshot(proj.path)
+    out = merged(cli, "-a", input="n\n")
+    assert out.exit_code == 4
+    assert "You are about to copy files from the following run to the current directory:" in out.stderr
+    assert f"  [{run.short_id}]  train" in out.stderr
+    assert "Files:\n  .hidden\n  out/model.txt\n  out/sub/deep.bin\n" in out.stderr
+    assert "will not be copied (use --preview to show the full list)" in out.stderr
+    assert snapshot(proj.path) == before
+    out = merged(cli, "--all", input="y\n")
+    assert out.exit_code == 0, out.stderr
+    assert (proj.path / "out/sub/deep.bin").read_bytes() == b"\0" * 2048
+    assert (proj.path / ".hidden").read_text() == "h\n"
+    # Again: all unchanged.
+    out = merged(cli, "-a", "-y")
+    assert out.exit_code == 0 and out.stderr.startswith("Nothing to copy for the following run:")
+
+
+def test_merge_nothing_to_copy(cli, run, proj):
+    out = merged(cli, "-y")
+    assert out.exit_code == 0
+    assert out.stderr.splitlines()[0] == "Nothing to copy for the following run:"
+    assert "guild merge --preview" in out.stderr
+
+
+def test_merge_preview_shows_reasons_and_copies_nothing(cli, run, proj):
+    proj.write("README.md", "new readme\n")
+    before = snapshot(proj.path)
+    out = merged(cli, "-p", "--replace", "-x", "guild.*")
+    assert out.exit_code == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert lines[0] == "Merge will copy files from the following run to the current directory:"
+    files = lines[lines.index("Files:") + 1 : lines.index("Skipped:")]
+    assert files == ["  README.md"]
+    skipped = {line.split()[0]: " ".join(line.split()[1:]) for line in lines[lines.index("Skipped:") + 1 :]}
+    assert skipped == {
+        ".hidden": "non-project file", "cfg/a.yml": "unchanged", "data.txt": "unchanged",
+        "guild.yml": "excluded", "out/model.txt": "non-project file", "out/sub/deep.bin": "non-project file",
+        "train.py": "unchanged",
+    }
+    assert snapshot(proj.path) == before
+
+
+def test_merge_target_dir(cli, run, proj, tmp_path):
+    dest = tmp_path / "elsewhere" / "new"
+    out = merged(cli, "-t", str(dest), "-y")
+    assert out.exit_code == 0, out.stderr
+    # Source code and the dependencies from the project, at their project paths.
+    assert sorted(snapshot(dest)) == ["README.md", "cfg/a.yml", "data.txt", "guild.yml", "train.py"]
+    other = tmp_path / "only-source"
+    assert merged(cli, "--target-dir", str(other), "-s", "-y").exit_code == 0
+    assert sorted(snapshot(other)) == ["README.md", "guild.yml", "train.py"]
+    nosrc = tmp_path / "no-source"
+    assert merged(cli, "-t", str(nosrc), "-S", "-a", "-y").exit_code == 0
+    assert sorted(snapshot(nosrc)) == [".hidden", "cfg/a.yml", "data.txt", "out/model.txt", "out/sub/deep.bin"]
+    nodeps = tmp_path / "no-deps"
+    assert merged(cli, "-t", str(nodeps), "-D", "-a", "-x", "out", "-y").exit_code == 0
+    assert sorted(snapshot(nodeps)) == [".hidden", "README.md", "guild.yml", "train.py"]
+
+
+def test_merge_dependency_changed_by_the_run_goes_back(cli, guild_home, proj):
+    assert cli("run", "train", "x=9", "-y").exit_code == 0
+    out = merged(cli, "-y")
+    one_error(out, "would be replaced: data.txt")
+    assert merged(cli, "-y", "--replace").exit_code == 0
+    assert (proj.path / "data.txt").read_text() == "data\nchanged by the run\n"
+
+
+def test_merge_refuses_another_project_or_no_project(cli, run, proj, tmp_path, monkeypatch):
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    out = merged(cli, "-y")
+    one_error(out, f"run {run.id} comes from a different project")
+    assert "--target-dir ." in out.stderr
+    assert list(other.iterdir()) == []
+    assert merged(cli, "-y", "-t", ".").exit_code == 0
+    assert (other / "train.py").exists()
+    monkeypatch.chdir(proj.path)
+    assert cli("run", "train.py", "x=[1,2]", "-y").exit_code == 0
+    out = merged(cli, "-y", "-Fo", "train.py+")
+    one_error(out, "does not come from a project")
+
+
+def test_merge_in_a_git_work_tree(cli, run, proj):
+    def git(*args):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=proj.path, check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q")
+    git("add", "train.py", "guild.yml")
+    git("commit", "-q", "-m", "start")
+    proj.write("train.py", "print('committed edit')\n")
+    git("commit", "-q", "-am", "edit")
+    # Tracked and clean: git can give it back, so merge replaces it.
+    out = merged(cli, "-y")
+    assert out.exit_code == 0, out.stderr
+    assert (proj.path / "train.py").read_text() == (run.path / "train.py").read_text()
+    git("checkout", "-q", "train.py")
+    one_error(merged(cli, "-y", "--no-replace"), "would be replaced: train.py")
+    proj.write("train.py", "print('not staged')\n")
+    out = merged(cli, "-y")
+    one_error(out, "have unstaged changes: train.py")
+    assert (proj.path / "train.py").read_text() == "print('not staged')\n"
+    # Untracked and changed: refused.
+    git("checkout", "-q", "train.py")
+    proj.write("README.md", "untracked edit\n")
+    one_error(merged(cli, "-y"), "would be replaced: README.md")
+
+
+def test_merge_summary(cli, run, proj):
+    out = merged(cli, "-y", "--summary-name", "runs/guild-${run_id}.json")
+    assert out.exit_code == 0, out.stderr
+    data = json.loads((proj.path / "runs" / f"guild-{run.id}.json").read_text())
+    assert data["run"] == run.id and data["operation"] == "train" and data["flags"] == {"x": 1}
+    assert data["scalars"] == {"loss": 2.0, "sys/gpu": 3.0} and data["files"] == []
+    assert not (proj.path / "guild-run-summary.json").exists()
+    one_error(merged(cli, "-y", "--summary-name", "../x.json"), "inside the target directory")
+    one_error(merged(cli, "-y", "--no-summary", "--summary-name", "x"), "cannot both be used")
+    assert merged(cli, "-y", "--no-summary").exit_code == 0
+
+
+def test_merge_never_copies_through_links_out_of_the_run_or_the_project(cli, run, proj, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET")
+    os.symlink(secret, run.path / "leak.txt")
+    out = merged(cli, "-a", "-p")
+    assert ["leak.txt", "link", "outside", "the", "run"] in [line.split() for line in out.stderr.splitlines()]
+    assert merged(cli, "-a", "-y").exit_code == 0
+    assert not (proj.path / "leak.txt").exists()
+    # A link in the project does not lead a copy out of it.
+    (run.path / "out" / "model.txt").write_text("new model\n")
+    import shutil
+
+    shutil.rmtree(proj.path / "out")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, proj.path / "out")
+    before = snapshot(proj.path)
+    one_error(merged(cli, "-a", "-y", "--replace"), "out in the current directory is a link")
+    assert snapshot(proj.path) == before and list(elsewhere.iterdir()) == []
+
+
+def test_merge_status_filters_and_bare_S(cli, guild_home, run, proj):
+    proj.write("fail.py", "import sys\nsys.exit(3)\n")
+    assert cli("run", "fail.py", "-y").exit_code == 3
+    # -Sc is the completed filter; -S alone is --skip-sourcecode.
+    out = merged(cli, "-Sc", "-p")
+    assert f"[{run.short_id}]  train" in out.stderr
+    out = merged(cli, "-Sc", "-S", "-p")
+    assert ["train.py", "skipped", "source", "code"] in [line.split() for line in out.stderr.splitlines()]
+
+
+def test_merge_bad_input(cli, run, proj):
+    before = snapshot(proj.path)
+    one_error(merged(cli, "deadbeef", "-y"), "deadbeef")
+    one_error(merged(cli, "--replace", "--no-replace"), "cannot both be used")
+    one_error(merged(cli, "-s", "-S"), "cannot both be used")
+    proj.write("afile", "x")
+    one_error(merged(cli, "-t", "afile", "-y"), "is not a directory")
+    assert snapshot(proj.path) == {**before, "afile": b"x"}
+
+
+def test_merge_help_covers_every_option(cli):
+    text = cli("merge", "--help").output
+    for opt in ("--target-dir", "--sourcecode", "--all", "--skip-sourcecode", "--skip-deps", "--exclude",
+                "--no-summary", "--summary-name", "--preview", "--yes", "--replace", "--no-replace", "--filter",
+                "--operation", "--completed"):
+        assert opt in text, opt
+    assert "Copy run files to a project directory." in cli("--help").output

@@ -52,8 +52,13 @@ def _check_status_chars(ctx, param, value):
     return value
 
 
-def filter_options(fn):
-    """Add -F/-S options; the command receives them as ``rf``."""
+def filter_options(fn=None, *, status_chars: bool = True):
+    """Add -F/-S options; the command receives them as ``rf``. Without
+    `status_chars`, bare ``-S`` is left to the command (``guild merge``
+    has Guild AI's ``-S/--skip-sourcecode``; ``-Sc`` and the other
+    status options stay)."""
+    if fn is None:
+        return functools.partial(filter_options, status_chars=status_chars)
     opts = [
         click.option("-F", "--filter", "filter_expr", metavar="EXPR", help="Filter runs using a filter expression."),
         click.option("-Fo", "--operation", "filter_ops", metavar="VAL", multiple=True, help="Filter runs with operations matching VAL."),
@@ -70,12 +75,13 @@ def filter_options(fn):
         opts.append(
             click.option(f"-S{char}", f"--{name}/--not-{name}", f"status_{name}", default=None, help=help_)
         )
-    # `-Set` is `-S et`: several status letters at once.
-    opts.append(click.option("-S", "status_chars", hidden=True, callback=_check_status_chars))
+    if status_chars:
+        # `-Set` is `-S et`: several status letters at once.
+        opts.append(click.option("-S", "status_chars", hidden=True, callback=_check_status_chars))
 
     @functools.wraps(fn)
     def wrapper(*args, **kw):
-        kw["rf"] = run_filter({name: kw.pop(name) for name in _FILTER_PARAMS})
+        kw["rf"] = run_filter({name: kw.pop(name, None) for name in _FILTER_PARAMS})
         return fn(*args, **kw)
 
     for opt in reversed(opts):
