@@ -95,13 +95,14 @@ def run_files(run: Run) -> list[tuple[str, str]]:
         rel_dir = os.path.relpath(dirpath, root)
         if rel_dir == ".":
             dirnames[:] = [d for d in dirnames if d != ".guild"]
-        # Links to directories are listed here but not entered.
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+        # os.walk enters no link to a directory: a linked run's files
+        # are that run's.
+        for name in filenames:
             full = os.path.join(dirpath, name)
             rel = os.path.normpath(os.path.join(rel_dir, name)).replace(os.sep, "/")
             real = os.path.realpath(full)
             if not os.path.isfile(real):
-                continue  # a directory link, a broken link, a socket...
+                continue  # a broken link, a socket...
             out.append((rel, real if area.allows(real) else ""))
     return sorted(out)
 
