@@ -153,7 +153,7 @@ def test_best_three_by_loss_linked_and_listed_best_first(cli, guild_home, four):
         assert (top3.path / run.id).resolve() == (guild_home / "runs" / run.id).resolve()
     assert manifest(top3) == [r.id for r in best]
     # The summary script sees them in that order too.
-    assert "ranked: 1.0 1.0\nranked: 2.0 2.0\nranked: 3.0 3.0\n" in out.output
+    assert "ranked: 1 1.0\nranked: 2 2.0\nranked: 3 3.0\n" in out.output
     deps = json.loads(cli("runs", "info", top3.id, "-d", "--json").output)["dependencies"]
     assert deps["train"]["best:3"]["config"] == [r.id for r in best]
 

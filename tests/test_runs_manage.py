@@ -247,6 +247,23 @@ def test_comments(cli, three):
     assert "<no comments>" in cli("runs", "comment", "-l", "2").output
 
 
+def test_top_level_label_tag_mark_comment_are_the_runs_commands(cli, three):
+    """Guild AI has `guild label` (and tag, mark, comment) beside
+    `guild runs label`: the same commands."""
+    out = cli("label", "-s", "top", "-y")
+    assert out.exit_code == 0 and out.stderr.strip() == "Labeled 1 run(s)"
+    assert attrs(cli)["label"] == "top"
+    assert cli("tag", "-a", "red", "-y", "2").exit_code == 0
+    assert attrs(cli, "2")["tags"] == ["red"]
+    assert cli("mark", "-y", "3").exit_code == 0
+    assert attrs(cli, "3")["marked"] == "yes"
+    assert cli("comment", "-m", "hi", "-y").exit_code == 0
+    assert "hi" in cli("comment", "-l").output
+    for name in ("label", "tag", "mark", "comment"):
+        assert cli(name, "--help").output == cli("runs", name, "--help").output.replace(f"guild runs {name}", f"guild {name}")
+    assert all(name in cli("--help").output for name in ("label", "tag", "mark", "comment"))
+
+
 def test_check_space(cli, three):
     cli("runs", "delete", "-y", "1")
     out = cli("check", "--space")
