@@ -67,3 +67,38 @@ def test_compare_tool_says_what_it_lacks(cli, guild_home, project):
     assert out.exit_code == 1 and out.stderr == "guild: compare tool 'hiplot' is not available yet: it comes with guild view\n"
     out = cli("compare", "--tool", "excel")
     assert out.exit_code == 1 and "unsupported compare tool 'excel'" in out.stderr
+
+
+MODELS = """
+- model: m
+  description: A model
+  operations:
+    train:
+      description: Train it
+      main: train
+      flags-import: all
+    _hidden:
+      main: train
+- model: _private
+  operations:
+    x:
+      main: train
+"""
+
+
+def test_operations_filters_verbose_and_models(cli, guild_home, project):
+    project.write("train.py", "lr = 0.1\nepochs = 2\n")
+    project.write("guild.yml", MODELS)
+    assert cli("operations").output.splitlines() == ["m:train  Train it"]
+    assert cli("operations", "-a").output.splitlines() == ["_private:x", "m:_hidden", "m:train     Train it"]
+    assert cli("operations", "trai", "-i").output.splitlines() == ["m:train  Train it"]
+    assert cli("operations", "nothing").output == ""
+    assert cli("operations", "-v", "train").output.splitlines() == [
+        "m:train  Train it", "  main: train", "  flags: [epochs: (default is 2), lr: (default is 0.1)]",
+    ]
+    assert cli("models").output.splitlines() == ["m  A model"]
+    assert cli("models", "-a").output.splitlines() == ["m         A model", "_private"]
+    assert cli("models", "priv", "-a").output.splitlines() == ["_private"]
+    verbose = cli("models", "-v").output.splitlines()
+    assert verbose[0] == "m  A model" and verbose[1].startswith("  source: ") and verbose[1].endswith("guild.yml")
+    assert verbose[2] == "  operations: train, _hidden"

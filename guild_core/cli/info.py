@@ -15,15 +15,86 @@ from guild_core.errors import GuildError
 
 
 @click.command()
+@click.argument("filters", nargs=-1, metavar="[FILTER]...")
 @click.option("-a", "--all", "all_", is_flag=True, help="Show private operations too (names starting with '_').")
-def operations(all_):
-    """Show the operations defined in guild.yml."""
-    from guild_core.cli.common import printable
-    from guild_core.opdef import list_operations
+@click.option("-i", "--installed", is_flag=True, help="Include operations of installed packages (guild has none: accepted for Guild AI's scripts).")
+@click.option("-v", "--verbose", is_flag=True, help="Show each operation's main (or exec) and flags.")
+def operations(filters, all_, installed, verbose):
+    """Show the operations defined in guild.yml.
 
-    ops = list_operations(Path.cwd(), private=all_)
-    for line in util.table([[printable(name), printable(desc)] for name, desc in ops]):
+    With FILTER values, only operations whose name (with its model)
+    contains one of them."""
+    from guild_core.cli.common import printable
+    from guild_core.opdef import find_guildfile, list_operations, load_guildfile
+
+    ops = [(n, d) for n, d in list_operations(Path.cwd(), private=all_) if _matches(n, filters)]
+    if not verbose:
+        for line in util.table([[printable(name), printable(desc)] for name, desc in ops]):
+            click.echo(line)
+        return
+    from guild_core import opdef as opdeflib
+    from guild_core.cli.common import flag_detector, plugin_manager
+
+    data = load_guildfile(find_guildfile(Path.cwd())) if ops else {}
+    detect = flag_detector(plugin_manager())
+    for line, (name, _desc) in zip(util.table([[printable(n), printable(d)] for n, d in ops]), ops):
         click.echo(line)
+        op = data.get(name) or {}
+        try:
+            flagdefs = opdeflib.resolve(name, Path.cwd(), detect).flagdefs
+        except GuildError:
+            flagdefs = {}
+        if op.get("exec"):
+            click.echo(f"  exec: {printable(op['exec'])}")
+        elif op.get("steps") and not op.get("main"):
+            click.echo(f"  steps: {printable(len(op['steps']))}")
+        else:
+            click.echo(f"  main: {printable(op.get('main') or name.rpartition(':')[2])}")
+        click.echo(f"  flags: {printable(_flag_summary(flagdefs))}")
+
+
+def _matches(name: str, filters) -> bool:
+    return not filters or any(f in name for f in filters)
+
+
+def _flag_summary(flagdefs) -> str:
+    """An operation's flags as Guild AI's ``operations -v`` lists them:
+    ``[name: (default is V), ...]``."""
+    from guild_core.flags import encode_value
+
+    parts = []
+    for fname, fd in sorted(flagdefs.items()):
+        parts.append(f"{fname}: (default is {encode_value(fd.default)})" if fd.default is not None else f"{fname}:")
+    return "[" + ", ".join(parts) + "]"
+
+
+@click.command()
+@click.argument("filters", nargs=-1, metavar="[FILTER]...")
+@click.option("-a", "--all", "all_", is_flag=True, help="Show private models too (names starting with '_').")
+@click.option("-i", "--installed", is_flag=True, help="Include models of installed packages (guild has none: accepted for Guild AI's scripts).")
+@click.option("-v", "--verbose", is_flag=True, help="Show each model's guild.yml and operations.")
+def models(filters, all_, installed, verbose):
+    """Show the models defined in guild.yml.
+
+    With FILTER values, only models whose name contains one of them.
+    The anonymous model (operations at the top level) is not listed."""
+    from guild_core.cli.common import printable
+    from guild_core.opdef import find_guildfile, load_models
+
+    gf = find_guildfile(Path.cwd())
+    if gf is None:
+        return
+    _ops, infos = load_models(gf)
+    shown = [
+        m for m in infos
+        if m.name and (all_ or not m.name.startswith("_")) and _matches(m.name, filters)
+    ]
+    rows = [[printable(m.name), printable(m.description.split("\n")[0])] for m in shown]
+    for line, m in zip(util.table(rows), shown):
+        click.echo(line)
+        if verbose:
+            click.echo(f"  source: {printable(gf)}")
+            click.echo(f"  operations: {printable(', '.join(op.rpartition(':')[2] for op in m.operations))}")
 
 
 # Modules whose versions `guild check -v` shows: (name shown,

@@ -39,6 +39,7 @@ COMMANDS = {
     "mark": ("guild_core.cli.runs_meta", "mark", "Mark runs."),
     "merge": ("guild_core.cli.merge", "merge", "Copy run files to a project directory."),
     "open": ("guild_core.cli.files", "open_", "Open a run path or output."),
+    "models": ("guild_core.cli.info", "models", "Show models in guild.yml."),
     "operations": ("guild_core.cli.info", "operations", "Show operations in guild.yml."),
     "plugins": ("guild_core.cli.info", "plugins_", "Show installed plugins."),
     "run": ("guild_core.cli.run", "run", "Run an operation."),
