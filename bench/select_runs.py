@@ -9,7 +9,7 @@ with spread-out start times), then prints median wall times of:
   scalars);
 - `guild compare --csv -` (every run's flags and scalars, as CSV).
 
-Usage: python bench/select.py [REPEATS] [SIZES...]   (default: 3 1000 10000)
+Usage: python bench/select_runs.py [REPEATS] [SIZES...]   (default: 3 1000 10000)
 
 The `guild` run is the one beside the Python running this script, so
 running it with Guild AI's Python times Guild AI the same way.
@@ -18,23 +18,10 @@ running it with Guild AI's Python times Guild AI the same way.
 from __future__ import annotations
 
 import os
-import sys
-
-# This file is named select.py, so with bench/ first on sys.path (any
-# script run from here) it shadows the standard library's `select`, which
-# subprocess needs. Take bench/ off the path; when imported as `select`,
-# hand the importer the real module instead of this one.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-if __name__ == "select":
-    import importlib
-
-    del sys.modules["select"]
-    sys.modules["select"] = importlib.import_module("select")
-
-import shutil  # noqa: E402
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
