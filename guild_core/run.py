@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from . import procs
 
 RUN_ID_P = re.compile(r"^[0-9a-f]{32}$")
+# The attributes the run index keeps (`guild_core.index.ATTRS`).
+_INDEXED_ATTRS = frozenset((
+    "id", "initialized", "started", "stopped", "exit_status", "label",
+    "tags", "marked", "comments", "flags", "user_flags", "sourcecode_digest",
+    "objective", "deps", "compare", "host", "user",
+))
 
 _MISSING = object()
 
@@ -46,7 +52,8 @@ class OpRef:
     @classmethod
     def parse(cls, line: str) -> "OpRef":
         prefix, _, rest = line.strip().partition(":")
-        parts = shlex.split(rest)
+        # Most oprefs need no shell quoting rules: listing parses many.
+        parts = rest.split() if not any(c in rest for c in "'\"\\") else shlex.split(rest)
         if not prefix or len(parts) != 4:
             raise ValueError(f"invalid opref: {line!r}")
         return cls(prefix, *parts)
@@ -78,11 +85,33 @@ class Run:
 
     def __init__(self, run_id: str, path: Path | str):
         self.id = run_id
-        self.path = Path(path)
+        # A str path becomes a Path when first used: a listing makes a
+        # Run for every run in the home and shows twenty.
+        self._path = path
         self._cache: dict[str, Any] = {}
+        # The run index's row for this run, turned into cached values on
+        # first use (`index.prime`).
+        self._index: Any = None
+
+    def _primed(self) -> None:
+        if self._index is not None:
+            from . import index
+
+            index.prime(self)
 
     def __repr__(self) -> str:
         return f"<Run {self.id}>"
+
+    @property
+    def path(self) -> Path:
+        path = self._path
+        if not isinstance(path, Path):
+            path = self._path = Path(path)
+        return path
+
+    @path.setter
+    def path(self, value: Path | str) -> None:
+        self._path = value
 
     @classmethod
     def for_dir(cls, path: Path | str) -> "Run":
@@ -100,6 +129,7 @@ class Run:
 
     @property
     def opref(self) -> OpRef | None:
+        self._primed()
         if "opref" not in self._cache:
             try:
                 line = self.guild_path("opref").read_text()
@@ -115,6 +145,7 @@ class Run:
     # -- attributes ---------------------------------------------------
 
     def get(self, name: str, default: Any = None) -> Any:
+        self._primed()
         val = self._cache.get("attr:" + name, _MISSING)
         if val is _MISSING:
             val = self._read_attr(name)
@@ -122,10 +153,28 @@ class Run:
         return default if val is None else val
 
     def _read_attr(self, name: str) -> Any:
-        try:
-            raw = self.guild_path("attrs", name).read_bytes()
-        except OSError:
-            return None
+        indexed = self._cache.get("index_attrs")
+        if indexed is not None and name in _INDEXED_ATTRS:
+            # As the run index read the file: its value when JSON holds
+            # it exactly (checked as a read checks it), else its text.
+            entry = indexed.get(name)
+            if entry is None:
+                return None
+            if "v" in entry:
+                val = entry["v"]
+                check = ATTR_TYPES.get(name)
+                if val is not None and check is not None:
+                    val, expected = check(val), check.__doc__
+                    if val is _BAD:
+                        _warn_bad_attr(self, name, f"expected {expected}")
+                        return None
+                return val
+            raw = entry["raw"].encode("utf-8", "surrogateescape")
+        else:
+            try:
+                raw = self.guild_path("attrs", name).read_bytes()
+            except OSError:
+                return None
         val = _decode_attr(raw)
         if val is _BAD:
             _warn_bad_attr(self, name, "it is not valid YAML")
@@ -290,14 +339,25 @@ class Run:
         owner = self.run_process()
         return owner.pid if owner else None
 
+    def _marker(self, name: str) -> str | None:
+        """The text of marker `name` (LOCK, PENDING...), None without it:
+        as the run index recorded it when this run comes from there."""
+        self._primed()
+        markers = self._cache.get("markers")
+        if markers is not None:
+            return markers.get(name)
+        try:
+            return self.guild_path(name).read_text(errors="replace")
+        except OSError:
+            return None
+
     def _pending(self) -> bool | None:
         """True while PENDING's owner lives (or PENDING names none),
         False when its owner is gone, None without PENDING."""
         from . import procs
 
-        try:
-            text = self.guild_path("PENDING").read_text(errors="replace")
-        except OSError:
+        text = self._marker("PENDING")
+        if text is None:
             return None
         if not text.strip():
             return True
@@ -308,7 +368,7 @@ class Run:
     def status(self) -> str:
         """Status as Guild AI derives it from the directory, with the
         processes checked for who they are."""
-        if self.guild_path("LOCK.remote").exists():
+        if self._marker("LOCK.remote") is not None:
             return "running"
         pending = self._pending()
         if pending:
@@ -316,11 +376,11 @@ class Run:
         if pending is False:
             # Its starter is gone: unless it moved on to run it just
             # now (it writes LOCK before removing PENDING), the start
-            # will never happen.
+            # will never happen. Looked at live: it may be moving on.
             if self.guild_path("PENDING").exists() and not self.guild_path("LOCK").exists():
                 return "error"
             return self._ended_status()
-        if self.guild_path("STAGED").exists():
+        if self._marker("STAGED") is not None:
             return "staged"
         return self._ended_status()
 
@@ -374,8 +434,15 @@ class Run:
         opref = self.opref
         if opref is None:
             return ""
-        if opref.type == "builtin" or self.guild_path("proto").is_dir():
+        proto_line = self._cache.get("proto_opref", _MISSING)
+        has_proto = self.guild_path("proto").is_dir() if proto_line is _MISSING else proto_line is not None
+        if opref.type == "builtin" or has_proto:
             proto = Run.for_dir(self.guild_path("proto"))
+            if proto_line is not _MISSING and proto_line:
+                try:
+                    proto._cache["opref"] = OpRef.parse(proto_line)
+                except ValueError:
+                    proto._cache["opref"] = None
             base = proto.op_name if proto.opref else ""
             suffix = "" if opref.op == "+" else opref.op
             return f"{base}+{suffix}"
@@ -530,8 +597,10 @@ def is_run_dir(path: Path) -> bool:
 
 def runs_in(root: Path) -> list[Run]:
     """Every run directly under `root`, newest first by start (or init)
-    time, as Guild AI lists them. Leftovers of interrupted commands
-    found on the way are cleaned up (`store.sweep`)."""
+    time, as Guild AI lists them; for the home's runs and deleted runs,
+    their listing facts come from the run index (`guild_core.index`).
+    Leftovers of interrupted commands found on the way are cleaned up
+    (`store.sweep`)."""
     try:
         names = os.listdir(root)
     except FileNotFoundError:
@@ -545,6 +614,15 @@ def runs_in(root: Path) -> list[Run]:
         from . import store
 
         names = store.sweep(root, leftovers) + names
+    from . import home
+
+    if root in (home.runs_dir(), home.trash_runs_dir()):
+        from . import index
+
+        indexed = index.runs_in(root, names)
+        if indexed is not None:
+            indexed.sort(key=index.sort_key, reverse=True)
+            return indexed
     runs = [
         Run(name, root / name)
         for name in names

@@ -83,7 +83,10 @@ class RunValues:
 
     def scalars(self) -> dict[str, TagSummary]:
         if self._scalars is None:
-            self._scalars = summarize(self.run.guild_path())
+            from . import index
+
+            summaries = index.scalar_summaries(self.run) if index.is_indexed(self.run) else None
+            self._scalars = summaries if summaries is not None else summarize(self.run.guild_path())
         return self._scalars
 
     def scalar(self, key: str, qualifier: str | None = None, step: bool = False) -> Any:
