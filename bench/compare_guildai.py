@@ -142,6 +142,7 @@ def main() -> None:
     args = p.parse_args()
     if args.reps < 1:
         p.error("--reps must be 1 or more")
+    scale.exit_on_sigterm()
     if args.guildai:
         guildai = args.guildai
     else:

@@ -150,10 +150,18 @@ def run_once(
         timer = threading.Timer(timeout, kill) if timeout else None
         if timer:
             timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            # Ctrl-C or SIGTERM: the child has its own session (so a
+            # timeout can kill its whole group) and would not see it.
+            kill()
+            proc.wait()
+            raise
+        finally:
+            if timer:
+                timer.cancel()
         seconds = time.perf_counter() - t0
-        if timer:
-            timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
@@ -162,6 +170,12 @@ def run_once(
             out.seek(0)
             stdout = out.read().decode("utf-8", "replace")
     return Result(seconds, usage.ru_maxrss, proc.returncode, timed_out.is_set(), stderr, stdout)
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM raises SystemExit, so the command in flight is killed and
+    temporary directories are removed, as on Ctrl-C."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def home_env(home: Path) -> dict:
@@ -400,6 +414,16 @@ def default_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / "guild-bench"
 
 
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def build_home(size: int, cache_dir: Path, log=print) -> Path:
     """A Guild home of `size` runs under `cache_dir`, built once and
     reused: the directory is renamed into place only when complete. The
@@ -419,18 +443,25 @@ def build_home(size: int, cache_dir: Path, log=print) -> Path:
         make_seed(seed_dir, guild_exe())
         (seed_dir / "complete").touch()
     seeds = [_Seed(p) for p in sorted((seed_home / "runs").iterdir()) if p.is_dir()]
+    for leftover in base.glob(f".home-{size}-*"):
+        if not _alive(leftover.name.rsplit("-", 1)[1]):
+            shutil.rmtree(leftover, ignore_errors=True)
     partial = base / f".home-{size}-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     runs = partial / "runs"
     runs.mkdir(parents=True)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        builder = _Builder(seeds, size, Path(tmp))
-        now_us = int(time.time() * 1e6)
-        for i in range(size):
-            # Newest first, a minute apart, with some jitter.
-            builder.clone(str(runs), now_us - i * 60_000_000 - builder.rng.randrange(30_000_000))
-    os.rename(partial, home)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            builder = _Builder(seeds, size, Path(tmp))
+            now_us = int(time.time() * 1e6)
+            for i in range(size):
+                # Newest first, a minute apart, with some jitter.
+                builder.clone(str(runs), now_us - i * 60_000_000 - builder.rng.randrange(30_000_000))
+        os.rename(partial, home)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     log(f"built a home of {size:,} runs in {time.perf_counter() - t0:.1f} s")
     return home
 
@@ -539,6 +570,7 @@ def main() -> None:
     args = p.parse_args()
     if args.reps < 1:
         p.error("--reps must be 1 or more")
+    exit_on_sigterm()
     guild = [args.guild] if args.guild else guild_exe()
     print(f"{args.reps} timed runs per command; median wall time, peak RSS of the largest run")
     with tempfile.TemporaryDirectory() as tmp:
