@@ -336,10 +336,19 @@ def prime(run) -> None:
     cache.setdefault("proto_opref", facts["p"])
 
 
+_roots: tuple[str, frozenset] | None = None
+
+
 def is_indexed(run) -> bool:
     """Whether `run` lives where the index keeps runs (the home's runs
     and deleted runs), so its scalar summaries may be kept there too."""
-    return enabled() and run.path.parent in (home.runs_dir(), home.trash_runs_dir())
+    global _roots
+    if not enabled():
+        return False
+    where = os.environ.get("GUILD_HOME", "")
+    if _roots is None or _roots[0] != where:
+        _roots = (where, frozenset((str(home.runs_dir()), str(home.trash_runs_dir()))))
+    return os.path.dirname(str(run._path)) in _roots[1]
 
 
 def sort_key(run) -> int:
@@ -366,11 +375,12 @@ def scalar_summaries(run):
         return None
     from .runvalues import TagSummary, summarize
 
-    guild = str(run.guild_path())
+    path = str(run._path)
+    guild = path + "/.guild"
     db = _conn()
     if db is None:
         return None
-    key = str(run.path.parent)
+    key = os.path.dirname(path)
     try:
         row = _scalar_row(db, key, run.id)
     except _sqlite().OperationalError:

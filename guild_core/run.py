@@ -29,6 +29,21 @@ if TYPE_CHECKING:
     from . import procs
 
 RUN_ID_P = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _simple_split(text: str) -> list[str] | None:
+    """`shlex.split` for words that are bare or wholly single-quoted
+    without spaces inside; None for anything else (shlex decides)."""
+    if '"' in text or "\\" in text:
+        return None
+    parts = []
+    for word in text.split():
+        if "'" in word:
+            if len(word) < 2 or word[0] != "'" or word[-1] != "'" or "'" in word[1:-1]:
+                return None
+            word = word[1:-1]
+        parts.append(word)
+    return parts
 # The attributes the run index keeps (`guild_core.index.ATTRS`).
 _INDEXED_ATTRS = frozenset((
     "id", "initialized", "started", "stopped", "exit_status", "label",
@@ -52,8 +67,11 @@ class OpRef:
     @classmethod
     def parse(cls, line: str) -> "OpRef":
         prefix, _, rest = line.strip().partition(":")
-        # Most oprefs need no shell quoting rules: listing parses many.
-        parts = rest.split() if not any(c in rest for c in "'\"\\") else shlex.split(rest)
+        # Most oprefs need no shell rules beyond plain single quotes:
+        # a listing parses many.
+        parts = _simple_split(rest)
+        if parts is None:
+            parts = shlex.split(rest)
         if not prefix or len(parts) != 4:
             raise ValueError(f"invalid opref: {line!r}")
         return cls(prefix, *parts)
