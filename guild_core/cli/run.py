@@ -293,7 +293,7 @@ class RunExtras:
     edit_flags: bool = False
     force_sourcecode: bool = False
 
-    def run_options(self) -> dict:
+    def run_options(self):
         """What `runner` applies to a run (see `runner.apply_options`)."""
         from guild_core import runner
 
