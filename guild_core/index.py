@@ -36,7 +36,7 @@ from typing import Any
 
 from . import home
 
-SCHEMA = 2
+SCHEMA = 3
 DB_NAME = "runs.sqlite"
 # A directory time within this many seconds of now may still change
 # within the same clock tick: the run is read again next time.
@@ -47,7 +47,7 @@ RACY_SECONDS = 2.0
 # comment, a run's end or restart), which Guild AI 0.9 writes in place,
 # changing no directory's time. They are checked when a command uses a
 # run's facts (`prime`), not for every run a listing only sorts.
-_REWRITTEN = ("label", "tags", "marked", "comments", "exit_status", "stopped", "flags", "user_flags")
+_REWRITTEN = ("label", "tags", "marked", "comments", "exit_status", "stopped", "flags")
 
 
 def rewritten_sig(path: str, now_ns: int) -> str:

@@ -45,10 +45,11 @@ def _simple_split(text: str) -> list[str] | None:
         parts.append(word)
     return parts
 # The attributes the run index keeps (`guild_core.index.ATTRS`).
+# Only what lists and filters read for every run: each is a file read
+# when the index is built; the others are read when asked for.
 _INDEXED_ATTRS = frozenset((
-    "id", "initialized", "started", "stopped", "exit_status", "label",
-    "tags", "marked", "comments", "flags", "user_flags", "sourcecode_digest",
-    "objective", "deps", "compare", "host", "user",
+    "initialized", "started", "stopped", "exit_status", "label",
+    "tags", "marked", "comments", "flags", "sourcecode_digest",
 ))
 
 _MISSING = object()
