@@ -180,14 +180,7 @@ class Run:
             if entry is None:
                 return None
             if "v" in entry:
-                val = entry["v"]
-                check = ATTR_TYPES.get(name)
-                if val is not None and check is not None:
-                    val, expected = check(val), check.__doc__
-                    if val is _BAD:
-                        _warn_bad_attr(self, name, f"expected {expected}")
-                        return None
-                return val
+                return self._checked(name, entry["v"])
             raw = entry["raw"].encode("utf-8", "surrogateescape")
         else:
             try:
@@ -198,6 +191,11 @@ class Run:
         if val is _BAD:
             _warn_bad_attr(self, name, "it is not valid YAML")
             return None
+        return self._checked(name, val)
+
+    def _checked(self, name: str, val: Any) -> Any:
+        """`val` if it has attribute `name`'s shape (`ATTR_TYPES`), else
+        None, with a warning."""
         check = ATTR_TYPES.get(name)
         if val is not None and check is not None:
             val, expected = check(val), check.__doc__

@@ -25,7 +25,8 @@ from guild_core.runfiles import RunArea as _RunArea
 from guild_core.runfiles import within as _within
 
 from .common import printable
-from .runs import REMOTE_LATER, remote_option
+from .common import REMOTE_LATER
+from .runs import remote_option
 from .runselect import filter_options, selected_run
 
 

@@ -13,10 +13,7 @@ import click
 from guild_core import flags as flagslib
 from guild_core.errors import FlagError, GuildError
 from guild_core.flagdefs import FlagDef
-from guild_core.cli.common import confirm, flag_detector, flags_launcher, plugin_manager, printable
-
-
-REMOTE_LATER = "remote runs are not supported yet (see 'guild remotes' in a later release)"
+from guild_core.cli.common import REMOTE_LATER, confirm, flag_detector, flags_launcher, plugin_manager, printable
 
 
 @click.command(context_settings={"ignore_unknown_options": False, "help_option_names": ["--help"]})
@@ -87,7 +84,7 @@ def run(opspec, flags, label, tags, comment, edit_comment, edit_flags, run_dir, 
     a batch of trials.
     """
     if remote or no_wait:
-        raise GuildError(REMOTE_LATER if remote else "--no-wait needs --remote, and remote runs are not supported yet")
+        raise GuildError(REMOTE_LATER if remote else f"--no-wait needs --remote, and {REMOTE_LATER}")
     if gpus is not None and no_gpus:
         raise GuildError("--gpus and --no-gpus cannot both be used")
     if run_dir and stage_dir:

@@ -12,7 +12,7 @@ from guild_core import util
 from guild_core.errors import GuildError
 from guild_core.run import Run
 
-from .common import printable
+from .common import REMOTE_LATER, printable
 from .runselect import filter_options, filtered_runs, selected_run
 
 RUNS_PER_GROUP = 20
@@ -172,9 +172,6 @@ def _list_json(run: Run) -> dict:
     data["stopped"] = run.get("stopped")
     data["tags"] = run.get("tags")
     return data
-
-
-REMOTE_LATER = "remote runs are not supported yet"
 
 
 def remote_option(fn):
