@@ -285,7 +285,7 @@ def build(runs: list[Run], opts: Options, warn=None) -> Table:
                 if name not in seen:
                     seen.add(name)
                     header.append(name)
-    rows = [[_merged(name, secs) for name in header] for secs in sections]
+    rows = [_merged(header, secs) for secs in sections]
     table = Table(header, rows, list(runs))
     sort_col = opts.min_col or opts.max_col
     if sort_col:
@@ -296,15 +296,17 @@ def build(runs: list[Run], opts: Options, warn=None) -> Table:
     return table
 
 
-def _merged(name: str, sections) -> Any:
+def _merged(header: list[str], sections) -> list[Any]:
     # Guild AI's rule: the last section with a value wins; within a
     # section, the first cell.
-    val = None
+    merged: dict[str, Any] = {}
     for cells in sections:
-        for cell_name, cell_val in reversed(cells):
-            if cell_name == name and cell_val is not None:
-                val = cell_val
-    return val
+        first: dict[str, Any] = {}
+        for cell_name, cell_val in cells:
+            if cell_val is not None and cell_name not in first:
+                first[cell_name] = cell_val
+        merged.update(first)
+    return [merged.get(name) for name in header]
 
 
 def op_columns(rv: RunValues, opts: Options, warn) -> list[Col]:

@@ -36,33 +36,20 @@ from typing import Any
 
 from . import home
 
-SCHEMA = 3
+SCHEMA = 4
 DB_NAME = "runs.sqlite"
-# A directory time within this many seconds of now may still change
-# within the same clock tick: the run is read again next time.
+# A time within this many seconds of now may still change within the
+# same clock tick: the run is read again next time.
 RACY_SECONDS = 2.0
+_RACY_NS = int(RACY_SECONDS * 1e9)
 
-
-# Attributes rewritten after a run is made (by guild label, tag, mark,
-# comment, a run's end or restart), which Guild AI 0.9 writes in place,
-# changing no directory's time. They are checked when a command uses a
-# run's facts (`prime`), not for every run a listing only sorts.
-_REWRITTEN = ("label", "tags", "marked", "comments", "exit_status", "stopped", "flags")
-
-
-def rewritten_sig(path: str, now_ns: int) -> str:
-    """The times of a run's `_REWRITTEN` attribute files; "" when one is
-    too recent to trust."""
-    attrs = path + "/.guild/attrs/"
-    times = []
-    for attr in _REWRITTEN:
-        try:
-            times.append(os.stat(attrs + attr).st_mtime_ns)
-        except OSError:
-            times.append(0)
-    if now_ns - max(times) <= RACY_SECONDS * 1e9:
-        return ""
-    return ":".join(map(str, times))
+# Attributes a run's later life may rewrite in place (Guild AI 0.9's
+# label, tag, mark and comment write files in place, changing no
+# directory's time), so their own times are checked when a command uses
+# a run's facts (`prime`). The others change only with a directory's
+# time: a run's end and restart create or remove LOCK in `.guild`, and
+# guild writes every attribute by renaming over it.
+INPLACE = ("label", "tags", "marked", "comments")
 
 
 def _attrs():
@@ -76,12 +63,25 @@ def _attrs():
 
 MARKERS = ("LOCK", "LOCK.remote", "PENDING", "STAGED")
 
-_DISABLED_ENV = "GUILD_NO_INDEX"
 _warned = False
 
 
+def _env(name: bytes):
+    """The environment variable `name`, as bytes on POSIX. Asked for
+    every run of a listing: os.environ.get encodes the name and decodes
+    the value each time, so on POSIX its bytes dict is read directly
+    (only compared, never decoded)."""
+    data = _ENV_DATA
+    if data is None:
+        return os.environ.get(name.decode())
+    return data.get(name)
+
+
+_ENV_DATA = getattr(os.environ, "_data", None) if os.name == "posix" else None
+
+
 def enabled() -> bool:
-    return not os.environ.get(_DISABLED_ENV)
+    return not _env(b"GUILD_NO_INDEX")
 
 
 def db_path() -> Path:
@@ -115,68 +115,92 @@ def runs_in(root: Path, names: list[str]):
 
 
 def _runs(db, root: Path, names: list[str]):
-    global _primed_count
     from .run import RUN_ID_P, Run
 
     # Rows read for an earlier listing in this process may be stale.
-    global _scalar_reads
-    _rows.clear()
-    _scalar_rows.clear()
-    _primed_count = _scalar_reads = 0
+    _forget()
     key = str(root)
-    # id -> (sig, sort_key): one query, the columns a listing needs
-    # before it knows which runs it shows.
-    stored = {
-        row[0]: (row[1], row[2])
-        for row in db.execute("SELECT id, sig, sort_key FROM runs WHERE root = ?", (key,))
-    }
+    # One stat per run: `.guild`'s time, which every change to the
+    # run's markers, event files and end changes. What a listing that
+    # only sorts needs (the start time) changes only with it; the rest
+    # is checked when a run's facts are used (`prime`).
+    stored = dict(
+        (row[0], (row[1], row[2]))
+        for row in db.execute("SELECT id, gsig, sort_key FROM runs WHERE root = ?", (key,))
+    )
     now_ns = time.time_ns()
-    racy_ns = int(RACY_SECONDS * 1e9)
+    trusted = now_ns - _RACY_NS
     runs = []
+    stale = []
     changed = []
     stat = os.stat
     match = RUN_ID_P.match
+    pop = stored.pop
     prefix = key + os.sep
     for name in names:
         if not match(name):
             continue
         path = prefix + name
-        guild = path + "/.guild"
         try:
-            g_mtime = stat(guild).st_mtime_ns
+            g_mtime = stat(path + "/.guild").st_mtime_ns
         except OSError:
             continue
-        attrs = guild + "/attrs/"
-        try:
-            a_mtime = stat(attrs).st_mtime_ns
-        except OSError:
-            a_mtime = 0
-        # A restart rewrites `started` in place (Guild AI writes files in
-        # place): it decides the order, so it is checked for every run.
-        try:
-            s_mtime = stat(attrs + "started").st_mtime_ns
-        except OSError:
-            s_mtime = 0
-        sig = f"{g_mtime}:{a_mtime}:{s_mtime}"
-        a_mtime = max(a_mtime, s_mtime)
-        old = stored.pop(name, None)
+        old = pop(name, None)
         run = Run(name, path)
-        if old is None or old[0] != sig or not old[0]:
-            facts = read_facts(path)
-            if facts is None:
-                continue  # not a run: no .guild/opref
-            fresh = now_ns - max(g_mtime, a_mtime) > racy_ns
-            row = (name, sig if fresh else "", rewritten_sig(path, now_ns), *facts)
-            changed.append(row)
-            run._index = row
+        run._gmtime = g_mtime
+        run._root = key
+        if old is None or old[0] != g_mtime:
+            stale.append(run)
         else:
             run._index = _Lazy(key, name)
             run._sort_key = old[1] or 0
         runs.append(run)
+    if stale:
+        not_runs = set()
+        for run, facts in zip(stale, parallel_map(_facts_of, [(r._path, now_ns) for r in stale])):
+            if facts is None:
+                not_runs.add(run.id)  # no .guild/opref
+                continue
+            g_mtime = run._gmtime
+            row = (run.id, g_mtime if g_mtime < trusted else 0, *facts)
+            changed.append(row)
+            run._index = row
+        if not_runs:
+            runs = [run for run in runs if run.id not in not_runs]
+    _listed[key] = runs
     gone = list(stored)
     if changed or gone:
         _write(db, key, changed, gone)
     return runs
+
+
+def _facts_of(args):
+    return read_facts(*args)
+
+
+# Below this many items `parallel_map` works in this process: starting
+# workers costs more than it saves.
+PARALLEL_MIN = 200
+
+
+def parallel_map(fn, items: list) -> list:
+    """``[fn(item) for item in items]``, in forked worker processes (one
+    per CPU, at most four) when there are many: building the index of a
+    large home is reading files and decoding them, which CPUs share.
+    Serial where fork is not available or a worker fails."""
+    cpus = min(os.cpu_count() or 1, 4)
+    if len(items) < PARALLEL_MIN or cpus < 2 or os.environ.get("GUILD_INDEX_SERIAL"):
+        return [fn(item) for item in items]
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return [fn(item) for item in items]
+    chunk = max(1, len(items) // (cpus * 4))
+    try:
+        with multiprocessing.get_context("fork").Pool(cpus) as pool:
+            return pool.map(fn, items, chunksize=chunk)
+    except Exception:  # noqa: BLE001 - any failure: do the work here
+        return [fn(item) for item in items]
 
 
 class _Lazy:
@@ -190,8 +214,25 @@ class _Lazy:
         self.id = run_id
 
 
+# Rows read ahead for this command (per root and id), and how many runs
+# were asked for one by one before reading ahead.
 _rows: dict[tuple[str, str], tuple] = {}
+# The runs of each root's latest listing: what scalar summaries are
+# read ahead for once a command asks for many.
+_listed: dict[str, list] = {}
 _primed_count = 0
+_BULK_AFTER = 50
+_ROW_COLS = "id, gsig, sig2, opref, facts, flags, sort_key"
+
+
+def _forget() -> None:
+    global _primed_count, _scalar_reads
+    _rows.clear()
+    _scalar_sigs.clear()
+    _tag_rows.clear()
+    _all_tags.clear()
+    _computed.clear()
+    _primed_count = _scalar_reads = 0
 
 
 def _row_of(lazy: _Lazy):
@@ -202,88 +243,146 @@ def _row_of(lazy: _Lazy):
     db = _conn()
     if db is None:
         return None
-    cols = "id, sig, sig2, opref, facts, sort_key"
     _primed_count += 1
     try:
-        if _primed_count > 50:
+        if _primed_count > _BULK_AFTER:
             # Most of a listing is being read: all of it in one query.
-            for r in db.execute(f"SELECT {cols} FROM runs WHERE root = ?", (lazy.root,)):
+            for r in db.execute(f"SELECT {_ROW_COLS} FROM runs WHERE root = ?", (lazy.root,)):
                 _rows[(lazy.root, r[0])] = r
             return _rows.get((lazy.root, lazy.id))
-        return db.execute(f"SELECT {cols} FROM runs WHERE root = ? AND id = ?", (lazy.root, lazy.id)).fetchone()
+        return db.execute(
+            f"SELECT {_ROW_COLS} FROM runs WHERE root = ? AND id = ?", (lazy.root, lazy.id)
+        ).fetchone()
     except _sqlite().Error:
         return None
 
 
-def _mtime(path: str) -> int:
+def _slurp(path: str) -> bytes | None:
+    """A file's bytes, None when it cannot be read (fewer calls than
+    `open`: building the index reads a dozen small files per run)."""
     try:
-        return os.stat(path).st_mtime_ns
-    except FileNotFoundError:
-        return 0
-
-
-def read_facts(path: Path) -> tuple | None:
-    """``(opref, facts, sort_key)`` of the run at `path` as the index
-    stores them: facts is JSON of its markers, attributes (see
-    `_attr_entry`) and proto's opref; None when it is not a run."""
-    from .run import _decode_attr
-
-    guild = os.path.join(path, ".guild")
-    try:
-        with open(os.path.join(guild, "opref")) as f:
-            opref = f.read()
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
-        with open(os.path.join(guild, "proto", "opref")) as f:
-            proto_opref = f.read()
+        chunks = []
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            chunks.append(data)
+            if len(data) < 65536 and len(chunks) == 1:
+                break
+        return b"".join(chunks)
     except OSError:
-        proto_opref = "" if os.path.isdir(os.path.join(guild, "proto")) else None
+        return None
+    finally:
+        os.close(fd)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def read_facts(path: str, now_ns: int) -> tuple | None:
+    """``(sig2, opref, facts, flags, sort_key)`` of the run at `path` as
+    the index stores them, None when it is not a run. flags is JSON of
+    its flags when JSON holds them exactly; facts is JSON of its
+    markers (``m``), the attributes it keeps (``a``: values JSON holds
+    exactly; ``r``: the text of others, decoded and warned of when
+    read), the names of all its attributes (``n``) and its proto's
+    opref (``p``); sig2 is `attrs_sig`."""
+    guild = path + "/.guild/"
+    opref = _slurp(guild + "opref")
+    if opref is None:
+        return None
     try:
-        present = set(os.listdir(guild))
+        present = os.listdir(guild)
     except OSError:
-        present = set()
+        present = ()
+    proto_opref = None
+    if "proto" in present:
+        data = _slurp(guild + "proto/opref")
+        proto_opref = _text(data) if data is not None else ""
     markers = {}
     for name in MARKERS:
         if name in present:
-            try:
-                with open(os.path.join(guild, name), errors="replace") as f:
-                    markers[name] = f.read()
-            except OSError:
-                pass
+            data = _slurp(guild + name)
+            if data is not None:
+                markers[name] = _text(data)
     try:
-        attr_names = set(os.listdir(os.path.join(guild, "attrs")))
+        attr_names = sorted(n for n in os.listdir(guild + "attrs") if not n.startswith("."))
     except OSError:
-        attr_names = set()
-    attrs = {}
-    for name in _attrs():
-        if name not in attr_names:
+        attr_names = []
+    from .run import _INDEXED_ATTRS
+
+    values, raws = {}, {}
+    flags = None
+    for name in attr_names:
+        if name not in _INDEXED_ATTRS:
             continue
-        try:
-            with open(os.path.join(guild, "attrs", name), "rb") as f:
-                raw = f.read()
-        except OSError:
+        raw = _slurp(guild + "attrs/" + name)
+        if raw is None:
             continue
-        attrs[name] = _attr_entry(raw)
+        exact, val = _attr_entry(raw)
+        if exact and name == "flags":
+            # Apart: most listings never read a run's flags.
+            flags = json.dumps(val, separators=(",", ":"))
+        elif exact:
+            values[name] = val
+        else:
+            raws[name] = val
     sort_key = 0
     for name in ("started", "initialized"):
-        val = attrs.get(name, {}).get("v")
+        val = values.get(name)
         if isinstance(val, int) and not isinstance(val, bool) and val:
             sort_key = val
             break
-    data = {"m": markers, "a": attrs, "p": proto_opref}
-    return opref, json.dumps(data), sort_key
+    sig2 = attrs_sig(path, [n for n in INPLACE if n in attr_names], now_ns)
+    data = {"m": markers, "a": values, "r": raws, "n": attr_names, "p": proto_opref}
+    return sig2, _text(opref), json.dumps(data, separators=(",", ":")), flags, sort_key
 
 
-def _attr_entry(raw: bytes) -> dict:
-    """``{"v": value}`` when JSON holds the decoded value exactly, else
-    ``{"raw": text}`` (decoded, and warned of, when read)."""
+def attrs_sig(path: str, names, now_ns: int) -> str:
+    """``.guild/attrs``'s time and those of its files `names` (of
+    `INPLACE`), as ``TIME;NAME=TIME...``; "" when one is too recent to
+    trust or cannot be read (the facts are read again next time)."""
+    attrs = path + "/.guild/attrs"
+    try:
+        newest = os.stat(attrs).st_mtime_ns
+    except OSError:
+        newest = 0
+    parts = [str(newest)]
+    for name in names:
+        try:
+            mtime = os.stat(attrs + "/" + name).st_mtime_ns
+        except OSError:
+            return ""
+        parts.append(f"{name}={mtime}")
+        if mtime > newest:
+            newest = mtime
+    if now_ns - newest <= _RACY_NS:
+        return ""
+    return ";".join(parts)
+
+
+def _attrs_current(path: str, sig2: str, now_ns: int) -> bool:
+    """Whether the attributes are as when `sig2` was taken."""
+    if not sig2:
+        return False
+    names = [part.partition("=")[0] for part in sig2.split(";")[1:]]
+    return attrs_sig(path, names, now_ns) == sig2
+
+
+def _attr_entry(raw: bytes) -> tuple[bool, Any]:
+    """``(True, value)`` when JSON holds the decoded value exactly, else
+    ``(False, text)`` (decoded, and warned of, when read)."""
     from .run import _BAD, _decode_attr
 
     val = _decode_attr(raw)
     if val is not _BAD and _json_exact(val):
-        return {"v": val}
-    return {"raw": raw.decode("utf-8", "surrogateescape")}
+        return True, val
+    return False, raw.decode("utf-8", "surrogateescape")
 
 
 def _json_exact(val, depth: int = 0) -> bool:
@@ -303,7 +402,8 @@ def _json_exact(val, depth: int = 0) -> bool:
 
 
 def prime(run) -> None:
-    """Fill `run`'s cache from its index row (done on first use)."""
+    """Fill `run`'s cache from its index row (done on first use), read
+    again from the run when its attributes changed since."""
     row = run._index
     run._index = None
     if isinstance(row, _Lazy):
@@ -312,28 +412,47 @@ def prime(run) -> None:
         if row is None:
             return  # gone from the index meanwhile: read the files
         now_ns = time.time_ns()
-        current = rewritten_sig(str(run._path), now_ns)
-        if not current or current != row[2]:
-            # Rewritten in place since it was indexed: read it again.
-            facts = read_facts(str(run._path))
+        path = str(run._path)
+        if not _attrs_current(path, row[2], now_ns):
+            facts = read_facts(path, now_ns)
             if facts is None:
                 return
-            row = (row[0], row[1], current, *facts)
+            row = (row[0], row[1], *facts)
             _pending_rows.append((lazy.root, row))
             _schedule_flush()
-    from .run import OpRef
-
-    _id, _sig, _sig2, opref, data, _sort = row
     cache = run._cache
     if "opref" not in cache:
-        try:
-            cache["opref"] = OpRef.parse(opref)
-        except ValueError:
-            cache["opref"] = None
-    facts = json.loads(data)
-    cache.setdefault("index_attrs", facts["a"])
-    cache.setdefault("markers", facts["m"])
-    cache.setdefault("proto_opref", facts["p"])
+        cache["opref"] = _opref(row[3])
+    facts = json.loads(row[4])
+    if "index_attrs" not in cache:
+        cache["index_attrs"] = facts["a"]
+        cache["index_raw"] = facts["r"]
+        cache["attr_names"] = facts["n"]
+        cache["markers"] = facts["m"]
+        cache["proto_opref"] = facts["p"]
+        if row[5] is not None:
+            cache["index_flags"] = row[5]
+
+
+_oprefs: dict[str, Any] = {}
+
+
+def _opref(line: str):
+    """The parsed opref `line` (None when invalid): runs of a home share
+    a few, and an OpRef is immutable."""
+    try:
+        return _oprefs[line]
+    except KeyError:
+        pass
+    from .run import OpRef
+
+    try:
+        opref = OpRef.parse(line)
+    except ValueError:
+        opref = None
+    if len(_oprefs) < 10000:
+        _oprefs[line] = opref
+    return opref
 
 
 _roots: tuple[str, frozenset] | None = None
@@ -345,10 +464,21 @@ def is_indexed(run) -> bool:
     global _roots
     if not enabled():
         return False
-    where = os.environ.get("GUILD_HOME", "")
+    where = _where()
     if _roots is None or _roots[0] != where:
         _roots = (where, frozenset((str(home.runs_dir()), str(home.trash_runs_dir()))))
-    return os.path.dirname(str(run._path)) in _roots[1]
+    return _root_of(run) in _roots[1]
+
+
+def _root_of(run) -> str:
+    root = getattr(run, "_root", None)
+    return root if root is not None else os.path.dirname(str(run._path))
+
+
+def _where() -> tuple:
+    # What decides the Guild home (`home.guild_home`), cheaper to ask
+    # than the home itself: asked for every run of a listing.
+    return _env(b"GUILD_HOME"), _env(b"HOME")
 
 
 def sort_key(run) -> int:
@@ -357,50 +487,28 @@ def sort_key(run) -> int:
         return key
     row = getattr(run, "_index", None)
     if isinstance(row, tuple):
-        return row[5] or 0
+        return row[6] or 0
     return run.get("started") or run.get("initialized") or 0
 
 
 # ---------------------------------------------------------------------
 # Scalars
 # ---------------------------------------------------------------------
+#
+# Per run, the signature of its event files (`.guild`'s time, each
+# file's name, size and time) in `scalars`, and one row per tag in
+# `tags`: a filter naming `loss` reads that tag of every run in one
+# query, and no command decodes a run's other scalars to test one.
+
+_TAG_COLS = "fv, fs, lv, ls, nv, ns, xv, xs, total, count"
+_NAN = float("nan")
 
 
-def scalar_summaries(run):
-    """Tag -> `runvalues.TagSummary` for `run`, from the index when its
-    event files are as they were summarized (their names, sizes and
-    times), else summarized again and stored; None when the index
-    cannot be used."""
-    if not enabled():
-        return None
-    from .runvalues import TagSummary, summarize
-
-    path = str(run._path)
-    guild = path + "/.guild"
-    db = _conn()
-    if db is None:
-        return None
-    key = os.path.dirname(path)
+def _events_sig(guild: str, g_mtime: int | None) -> tuple[str, bool] | None:
+    """``(sig, trusted)`` of a run's event files as they are now."""
     try:
-        row = _scalar_row(db, key, run.id)
-    except _sqlite().OperationalError:
-        return None
-    except _sqlite().DatabaseError as e:
-        _set_aside(db, f"unreadable ({e})")
-        return None
-    if row is not None and _events_unchanged(guild, row[0]):
-        return {
-            tag: TagSummary(
-                first=tuple(d["first"]) if d["first"] else None,
-                last=tuple(d["last"]) if d["last"] else None,
-                min=tuple(d["min"]) if d["min"] else None,
-                max=tuple(d["max"]) if d["max"] else None,
-                total=d["total"], count=d["count"],
-            )
-            for tag, d in json.loads(row[1]).items()
-        }
-    try:
-        g_mtime = os.stat(guild).st_mtime_ns
+        if g_mtime is None:
+            g_mtime = os.stat(guild).st_mtime_ns
         events = sorted(
             (e.name, st.st_size, st.st_mtime_ns)
             for e in os.scandir(guild)
@@ -409,13 +517,211 @@ def scalar_summaries(run):
         )
     except OSError:
         return None
-    sig = json.dumps([g_mtime, events])
-    summaries = summarize(Path(guild))
-    now_ns = time.time_ns()
-    if all(now_ns - mtime > RACY_SECONDS * 1e9 for mtime in [g_mtime] + [e[2] for e in events]):
-        _pending_scalars.append((key, run.id, sig, json.dumps({tag: vars(s) for tag, s in summaries.items()})))
+    sig = f"{g_mtime}|" + ";".join(f"{n}:{size}:{mtime}" for n, size, mtime in events)
+    newest = max([g_mtime] + [e[2] for e in events])
+    return sig, time.time_ns() - newest > _RACY_NS
+
+
+def _events_unchanged(guild: str, sig: str, g_mtime: int | None) -> bool:
+    """Whether ``.guild`` (no event file added or removed) and each event
+    file (its size and time) are as when `sig` was taken."""
+    head, _, files = sig.partition("|")
+    try:
+        if g_mtime is None:
+            g_mtime = os.stat(guild).st_mtime_ns
+        if str(g_mtime) != head:
+            return False
+        if not files:
+            return True
+        for entry in files.split(";"):
+            name, size, mtime = entry.rsplit(":", 2)
+            st = os.stat(guild + "/" + name)
+            if st.st_size != int(size) or st.st_mtime_ns != int(mtime):
+                return False
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _summary(row):
+    from .runvalues import TagSummary
+
+    fv, fs, lv, ls, nv, ns, xv, xs, total, count = row
+    nan = _NAN
+    # SQLite stores NaN as NULL.
+    return TagSummary(
+        first=(nan if fv is None else fv, fs), last=(nan if lv is None else lv, ls),
+        min=(nan if nv is None else nv, ns), max=(nan if xv is None else xv, xs),
+        total=nan if total is None else total, count=count,
+    )
+
+
+_scalar_sigs: dict[str, dict[str, str]] = {}
+_tag_rows: dict[tuple[str, str], dict[str, tuple]] = {}
+_all_tags: dict[str, dict[str, list]] = {}
+_scalar_reads = 0
+
+
+def _fresh_scalars(run):
+    """``(db, root, stored)`` when the index's summaries of `run` are
+    current (stored: whether it has any), else the summaries read from
+    the run (stored for later); None when the index cannot be used."""
+    global _scalar_reads
+    if not enabled():
+        return None
+    db = _conn()
+    if db is None:
+        return None
+    path = str(run._path)
+    guild = path + "/.guild"
+    root = _root_of(run)
+    g_mtime = getattr(run, "_gmtime", None)
+    computed = _computed.get((root, run.id))
+    if computed is not None:
+        return computed if isinstance(computed, dict) else (db, root)
+    try:
+        sigs = _scalar_sigs.get(root)
+        if sigs is not None:
+            sig = sigs.get(run.id)
+        else:
+            _scalar_reads += 1
+            if _scalar_reads > _BULK_AFTER:
+                sigs = _scalar_sigs[root] = dict(
+                    db.execute("SELECT id, sig FROM scalars WHERE root = ?", (root,))
+                )
+                _read_ahead(root, sigs)
+                computed = _computed.get((root, run.id))
+                if computed is not None:
+                    return computed if isinstance(computed, dict) else (db, root)
+                sig = sigs.get(run.id)
+            else:
+                found = db.execute(
+                    "SELECT sig FROM scalars WHERE root = ? AND id = ?", (root, run.id)
+                ).fetchone()
+                sig = found[0] if found else None
+    except _sqlite().OperationalError:
+        return None
+    except _sqlite().DatabaseError as e:
+        _set_aside(db, f"unreadable ({e})")
+        return None
+    if sig is not None and _events_unchanged(guild, sig, g_mtime):
+        return db, root
+    return _store_summaries(root, run.id, _summarize((guild, g_mtime)))
+
+
+def _summarize(args):
+    """``(events sig and whether to trust it, summaries)`` of a run."""
+    from .runvalues import summarize
+
+    guild, g_mtime = args
+    current = _events_sig(guild, g_mtime)
+    return current, summarize(Path(guild))
+
+
+def _store_summaries(root: str, run_id: str, result) -> dict:
+    current, summaries = result
+    if current is not None and current[1]:
+        rows = [
+            (root, run_id, pos, tag, *_flat(s)) for pos, (tag, s) in enumerate(summaries.items())
+        ]
+        _pending_scalars.append((root, run_id, current[0], rows))
         _schedule_flush()
     return summaries
+
+
+# (root, id) -> summaries read ahead, or True when the index's are
+# current.
+_computed: dict[tuple[str, str], Any] = {}
+
+
+def _read_ahead(root: str, sigs: dict[str, str]) -> None:
+    """Check the summaries of every run of the root's latest listing at
+    once, and summarize those that changed together (in parallel when
+    there are many): a command asking for many runs' scalars (a filter,
+    a compare) asks for most."""
+    stale = []
+    for run in _listed.get(root, ()):
+        guild = str(run._path) + "/.guild"
+        g_mtime = getattr(run, "_gmtime", None)
+        sig = sigs.get(run.id)
+        if sig is not None and _events_unchanged(guild, sig, g_mtime):
+            _computed[(root, run.id)] = True
+        else:
+            stale.append((run.id, (guild, g_mtime)))
+    results = parallel_map(_summarize, [args for _id, args in stale])
+    for (run_id, _args), result in zip(stale, results):
+        _computed[(root, run_id)] = _store_summaries(root, run_id, result)
+
+
+def _flat(s) -> tuple:
+    return (*s.first, *s.last, *s.min, *s.max, s.total, s.count)
+
+
+def _bulk(root: str) -> bool:
+    return root in _scalar_sigs
+
+
+def scalar_summaries(run):
+    """Tag -> `runvalues.TagSummary` of every scalar `run` logged, in
+    order of first appearance: from the index when its event files are
+    as they were summarized, else summarized again and stored; None
+    when the index cannot be used."""
+    fresh = _fresh_scalars(run)
+    if not isinstance(fresh, tuple):
+        return fresh
+    db, root = fresh
+    try:
+        if _bulk(root):
+            rows = _all_tags.get(root)
+            if rows is None:
+                rows = _all_tags[root] = {}
+                for r in db.execute(
+                    f"SELECT id, tag, {_TAG_COLS} FROM tags WHERE root = ? ORDER BY id, pos", (root,)
+                ):
+                    rows.setdefault(r[0], []).append(r[1:])
+            found = rows.get(run.id, ())
+        else:
+            found = db.execute(
+                f"SELECT tag, {_TAG_COLS} FROM tags WHERE root = ? AND id = ? ORDER BY pos",
+                (root, run.id),
+            ).fetchall()
+    except _sqlite().Error:
+        return None
+    return {r[0]: _summary(r[1:]) for r in found}
+
+
+_NO_INDEX = object()
+
+
+def tag_summary(run, tag: str):
+    """`run`'s summary of scalar `tag` (None if it never logged it), as
+    `scalar_summaries` finds it, reading only that tag; `_NO_INDEX`
+    when the index cannot be used."""
+    fresh = _fresh_scalars(run)
+    if fresh is None:
+        return _NO_INDEX
+    if not isinstance(fresh, tuple):
+        return fresh.get(tag)
+    db, root = fresh
+    try:
+        if _bulk(root):
+            rows = _tag_rows.get((root, tag))
+            if rows is None:
+                rows = _tag_rows[(root, tag)] = {
+                    r[0]: r[1:]
+                    for r in db.execute(
+                        f"SELECT id, {_TAG_COLS} FROM tags WHERE root = ? AND tag = ?", (root, tag)
+                    )
+                }
+            found = rows.get(run.id)
+        else:
+            found = db.execute(
+                f"SELECT {_TAG_COLS} FROM tags WHERE root = ? AND id = ? AND tag = ?",
+                (root, run.id, tag),
+            ).fetchone()
+    except _sqlite().Error:
+        return _NO_INDEX
+    return _summary(found) if found else None
 
 
 _pending_scalars: list[tuple] = []
@@ -432,46 +738,11 @@ def _schedule_flush() -> None:
         _flush_scheduled = True
     if len(_pending_scalars) + len(_pending_rows) >= 1000:
         flush()
-_scalar_rows: dict[tuple[str, str], tuple] = {}
-_scalar_reads = 0
-
-
-def _scalar_row(db, key: str, run_id: str):
-    """(sig, data) of a run's stored summaries; once many runs were
-    asked for, all of the root's are read in one query."""
-    global _scalar_reads
-    row = _scalar_rows.get((key, run_id))
-    if row is not None:
-        return row
-    _scalar_reads += 1
-    if _scalar_reads == 50:
-        for rid, sig, data in db.execute("SELECT id, sig, data FROM scalars WHERE root = ?", (key,)):
-            _scalar_rows[(key, rid)] = (sig, data)
-        return _scalar_rows.get((key, run_id))
-    if _scalar_reads > 50:
-        return None
-    return db.execute("SELECT sig, data FROM scalars WHERE root = ? AND id = ?", (key, run_id)).fetchone()
-
-
-def _events_unchanged(guild: str, sig: str) -> bool:
-    """Whether ``.guild`` (no event file added or removed) and each event
-    file (its size and time) are as when summarized."""
-    try:
-        g_mtime, events = json.loads(sig)
-        if os.stat(guild).st_mtime_ns != g_mtime:
-            return False
-        for name, size, mtime in events:
-            st = os.stat(guild + "/" + name)
-            if st.st_size != size or st.st_mtime_ns != mtime:
-                return False
-    except (OSError, ValueError, TypeError):
-        return False
-    return True
 
 
 def flush() -> None:
-    """Write the scalar summaries this command computed, in one
-    transaction (at exit, or every thousand)."""
+    """Write the scalar summaries and facts this command read again, in
+    one transaction (at exit, or every thousand)."""
     if not (_pending_scalars or _pending_rows) or _db is None:
         _pending_scalars.clear()
         _pending_rows.clear()
@@ -481,9 +752,19 @@ def flush() -> None:
     _pending_rows.clear()
     try:
         with _transaction(_db):
-            _db.executemany("INSERT OR REPLACE INTO scalars (root, id, sig, data) VALUES (?, ?, ?, ?)", scalars)
+            for root, run_id, sig, tag_rows in scalars:
+                _db.execute("DELETE FROM tags WHERE root = ? AND id = ?", (root, run_id))
+                _db.execute(
+                    "INSERT OR REPLACE INTO scalars (root, id, sig) VALUES (?, ?, ?)",
+                    (root, run_id, sig),
+                )
+                _db.executemany(
+                    f"INSERT OR REPLACE INTO tags (root, id, pos, tag, {_TAG_COLS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    tag_rows,
+                )
             _db.executemany(
-                "INSERT OR REPLACE INTO runs (id, sig, sig2, opref, facts, sort_key, root) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO runs ({_ROW_COLS}, root) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [row + (root,) for root, row in rows],
             )
     except _sqlite().Error:
@@ -508,7 +789,7 @@ _db_home = None
 def _conn():
     """This process's connection to the index (per Guild home)."""
     global _db, _db_home
-    where = str(home.guild_home())
+    where = _where()
     if _db is not None and _db_home == where:
         return _db
     if _db is not None:
@@ -527,7 +808,7 @@ def _close() -> None:
         except Exception:  # noqa: BLE001
             pass
     _db = None
-    _rows.clear()
+    _forget()
 
 
 def _open():
@@ -548,7 +829,7 @@ def _open():
             return None
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == SCHEMA and _tables(db) >= {"runs", "scalars"}:
+            if version == SCHEMA and _tables(db) >= {"runs", "scalars", "tags"}:
                 return db
             if version == 0 and not _tables(db):
                 _create(db)
@@ -574,14 +855,21 @@ def _create(db) -> None:
     with _transaction(db):
         db.execute(
             "CREATE TABLE IF NOT EXISTS runs ("
-            " root TEXT NOT NULL, id TEXT NOT NULL, sig TEXT NOT NULL, sig2 TEXT NOT NULL,"
-            " opref TEXT, facts TEXT, sort_key INTEGER, PRIMARY KEY (root, id))"
+            " root TEXT NOT NULL, id TEXT NOT NULL, gsig INTEGER NOT NULL, sig2 TEXT NOT NULL,"
+            " opref TEXT, facts TEXT, flags TEXT, sort_key INTEGER, PRIMARY KEY (root, id))"
         )
         db.execute(
             "CREATE TABLE IF NOT EXISTS scalars ("
-            " root TEXT NOT NULL, id TEXT NOT NULL, sig TEXT NOT NULL, data TEXT,"
-            " PRIMARY KEY (root, id))"
+            " root TEXT NOT NULL, id TEXT NOT NULL, sig TEXT NOT NULL, PRIMARY KEY (root, id))"
         )
+        # One row per run and tag; NULL values are NaN (SQLite's REAL).
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS tags ("
+            " root TEXT NOT NULL, id TEXT NOT NULL, tag TEXT NOT NULL, pos INTEGER,"
+            " fv REAL, fs INTEGER, lv REAL, ls INTEGER, nv REAL, ns INTEGER,"
+            " xv REAL, xs INTEGER, total REAL, count INTEGER, PRIMARY KEY (root, id, tag))"
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS tags_by_tag ON tags (root, tag)")
         db.execute(f"PRAGMA user_version = {SCHEMA}")
 
 
@@ -613,14 +901,14 @@ def _write(db, key: str, changed: list[tuple], gone: list[str]) -> None:
     try:
         with _transaction(db):
             db.executemany(
-                "INSERT OR REPLACE INTO runs (id, sig, sig2, opref, facts, sort_key, root)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO runs ({_ROW_COLS}, root) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [row + (key,) for row in changed],
             )
             # A crash here leaves a transaction SQLite rolls back.
             faults.point("index.write")
             db.executemany("DELETE FROM runs WHERE root = ? AND id = ?", [(key, g) for g in gone])
             db.executemany("DELETE FROM scalars WHERE root = ? AND id = ?", [(key, g) for g in gone])
+            db.executemany("DELETE FROM tags WHERE root = ? AND id = ?", [(key, g) for g in gone])
     except sqlite3.OperationalError:
         # Busy past the timeout, or a read-only home: this command has
         # what it read; a later one writes it.
@@ -637,7 +925,7 @@ def _set_aside(db, why: str) -> bool:
         pass
     if db is _db:
         _db = None
-        _rows.clear()
+        _forget()
     path = db_path()
     aside = path.with_name(f"{path.name}.bad-{int(time.time())}-{os.getpid()}")
     try:

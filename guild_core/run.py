@@ -172,16 +172,25 @@ class Run:
         return default if val is None else val
 
     def _read_attr(self, name: str) -> Any:
-        indexed = self._cache.get("index_attrs")
+        cache = self._cache
+        indexed = cache.get("index_attrs")
         if indexed is not None and name in _INDEXED_ATTRS:
             # As the run index read the file: its value when JSON holds
             # it exactly (checked as a read checks it), else its text.
-            entry = indexed.get(name)
-            if entry is None:
+            if name in indexed:
+                return self._checked(name, indexed[name])
+            if name == "flags" and "index_flags" in cache:
+                import json
+
+                return self._checked(name, json.loads(cache["index_flags"]))
+            text = cache["index_raw"].get(name)
+            if text is None:
                 return None
-            if "v" in entry:
-                return self._checked(name, entry["v"])
-            raw = entry["raw"].encode("utf-8", "surrogateescape")
+            raw = text.encode("utf-8", "surrogateescape")
+        elif indexed is not None and name not in cache["attr_names"]:
+            # The index knows the run has no such file: a filter naming
+            # a scalar tries attributes first, for every run.
+            return None
         else:
             try:
                 raw = self.guild_path("attrs", name).read_bytes()
@@ -203,6 +212,21 @@ class Run:
                 _warn_bad_attr(self, name, f"expected {expected}")
                 return None
         return val
+
+    def lacks_flag(self, name: str) -> bool:
+        """True when the run index shows the run has no flag `name`,
+        without decoding its flags (a filter naming a scalar looks for
+        a flag of that name in every run first); False when it may."""
+        self._primed()
+        cache = self._cache
+        text = cache.get("index_flags")
+        if text is None or "attr:flags" in cache:
+            return False
+        import json
+
+        # The index writes flags with "," and ":" separators: a key
+        # present appears as its JSON string followed by a colon.
+        return json.dumps(name) + ":" not in text
 
     def has_attr(self, name: str) -> bool:
         return self.guild_path("attrs", name).exists()
@@ -490,6 +514,12 @@ def _decode_attr(raw: bytes) -> Any:
         return s == b"true"
     from . import yamlutil
 
+    try:
+        val = yamlutil.fast_decode(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        val = yamlutil.NOT_FAST
+    if val is not yamlutil.NOT_FAST:
+        return val
     try:
         return yamlutil.decode(raw)
     except Exception:

@@ -85,7 +85,7 @@ class RunValues:
         if self._scalars is None:
             from . import index
 
-            summaries = index.scalar_summaries(self.run) if index.is_indexed(self.run) else None
+            summaries = index.scalar_summaries(self.run) if index_of(self.run) else None
             self._scalars = summaries if summaries is not None else summarize(self.run.guild_path())
         return self._scalars
 
@@ -96,11 +96,21 @@ class RunValues:
         # Our runs log scalars in .guild only (Guild AI's prefix ".guild").
         if prefix and not ".guild".startswith(prefix):
             return None
-        summ = self.scalars().get(tag)
+        if self._scalars is None and index_of(self.run):
+            from . import index
+
+            # One tag, read for every run of a filter in one query.
+            summ = index.tag_summary(self.run, tag)
+            if summ is index._NO_INDEX:
+                summ = self.scalars().get(tag)
+        else:
+            summ = self.scalars().get(tag)
         return summ.get(qualifier, step) if summ else None
 
     def flag(self, name: str) -> Any:
         if self._flags is None:
+            if self.run.lacks_flag(name):
+                return None
             flags = self.run.get("flags")
             self._flags = flags if isinstance(flags, dict) else {}
         return self._flags.get(name)
@@ -119,6 +129,13 @@ class RunValues:
             val = self.run.get(name)
         self._attrs[name] = val
         return val
+
+
+def index_of(run: Run) -> bool:
+    """Whether `run`'s scalar summaries may come from the run index."""
+    from . import index
+
+    return index.is_indexed(run)
 
 
 def _opref_part(part: str):

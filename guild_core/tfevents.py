@@ -343,34 +343,94 @@ def read_events(path: str | os.PathLike):
     Reading stops quietly at a truncated record (the writer may still be
     at work) or at a CRC mismatch.
     """
+    # One read: the file as it is now (a writer may append meanwhile;
+    # what it appends is read next time).
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        while True:
-            header = f.read(12)
-            if len(header) < 12:
-                return
-            if _masked_crc(header[:8]) != struct.unpack_from("<I", header, 8)[0]:
-                return
-            length = struct.unpack_from("<Q", header)[0]
-            if f.tell() + length + 4 > size:
-                # Check against the size before reading so a bad length
-                # can't make us allocate a huge buffer; the file may have
-                # grown since we last looked.
-                size = os.fstat(f.fileno()).st_size
-                if f.tell() + length + 4 > size:
-                    return
-            body = f.read(length + 4)
-            if len(body) < length + 4:
-                return
-            data = body[:length]
-            if _masked_crc(data) != struct.unpack_from("<I", body, length)[0]:
-                return
-            try:
-                wall_time, step, values = _decode_event(data)
-            except _DECODE_ERRORS:
-                continue
-            for tag, value in values:
-                yield tag, value, step, wall_time
+        buf = f.read()
+    size = len(buf)
+    unpack = struct.unpack_from
+    pos = 0
+    while pos + 12 <= size:
+        length, header_crc = unpack("<QI", buf, pos)
+        if _masked_crc(buf[pos : pos + 8]) != header_crc:
+            return
+        start = pos + 12
+        end = start + length
+        if end + 4 > size:
+            return
+        data = buf[start:end]
+        if _masked_crc(data) != unpack("<I", buf, end)[0]:
+            return
+        pos = end + 4
+        try:
+            event = _plain_event(data) or _decode_event(data)
+        except _DECODE_ERRORS:
+            continue
+        wall_time, step, values = event
+        for tag, value in values:
+            yield tag, value, step, wall_time
+
+
+def _plain_event(buf: bytes):
+    """`_decode_event` for what scalar logging writes (wall time, step,
+    file version, summaries of tagged simple values), or None for
+    anything else, which the general decoder reads: most of reading a
+    run's scalars is decoding its events."""
+    unpack = struct.unpack_from
+    end = len(buf)
+    pos = 0
+    wall_time, step, values = 0.0, 0, []
+    while pos < end:
+        key = buf[pos]
+        if key == 0x09:  # 1: wall_time, double
+            if pos + 9 > end:
+                return None
+            wall_time = unpack("<d", buf, pos + 1)[0]
+            pos += 9
+        elif key == 0x10:  # 2: step, varint
+            step, pos = _read_varint(buf, pos + 1, end)
+            step = _int64(step)
+        elif key == 0x1A or key == 0x2A:  # 3: file_version, 5: summary
+            size, start = _read_varint(buf, pos + 1, end)
+            pos = start + size
+            if pos > end:
+                return None
+            if key == 0x2A and not _plain_summary(buf, start, pos, values):
+                return None
+        else:
+            return None
+    return wall_time, step, values
+
+
+def _plain_summary(buf: bytes, pos: int, end: int, values: list) -> bool:
+    unpack = struct.unpack_from
+    while pos < end:
+        if buf[pos] != 0x0A:  # 1: value
+            return False
+        size, vpos = _read_varint(buf, pos + 1, end)
+        pos = vpos + size
+        if pos > end:
+            return False
+        tag, simple = "", None
+        while vpos < pos:
+            key = buf[vpos]
+            if key == 0x0A:  # 1: tag
+                tsize, tstart = _read_varint(buf, vpos + 1, pos)
+                vpos = tstart + tsize
+                if vpos > pos:
+                    return False
+                tag = buf[tstart:vpos].decode("utf-8", "replace")
+            elif key == 0x15:  # 2: simple_value, float
+                if vpos + 5 > pos:
+                    return False
+                simple = unpack("<f", buf, vpos + 1)[0]
+                vpos += 5
+            else:
+                return False
+        if simple is None:
+            return False
+        values.append((tag, simple))
+    return True
 
 
 def read_scalars(dirpath: str | os.PathLike) -> list[tuple[str, float, int, float]]:

@@ -45,9 +45,21 @@ def format_timestamp(micros: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(micros / 1e6))
 
 
+_home_cache: tuple[str | None, str] | None = None
+
+
+def _user_home() -> str:
+    # Asked once per row of a listing; HOME may change (tests set it).
+    global _home_cache
+    env = os.environ.get("HOME")
+    if _home_cache is None or _home_cache[0] != env:
+        _home_cache = (env, os.path.expanduser("~"))
+    return _home_cache[1]
+
+
 def format_dir(path: str) -> str:
     """A path with the home directory shortened to ``~``."""
-    home = os.path.expanduser("~")
+    home = _user_home()
     if path == home or path.startswith(home + os.sep):
         return "~" + path[len(home):]
     return path

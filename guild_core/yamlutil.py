@@ -172,6 +172,69 @@ def _strict_dumper():
     return _DUMPER
 
 
+_INT_P = re.compile(r"-?(?:0|[1-9][0-9]*)$")
+NOT_FAST = object()
+
+
+def _fast_scalar(word: str) -> Any:
+    if word in ("true", "false"):
+        return word == "true"
+    if word == "null":
+        return None
+    if _INT_P.match(word):
+        return int(word)
+    if _FLOAT_P.match(word):
+        return float(word)
+    if len(word) >= 2 and word[0] == "'" and word[-1] == "'":
+        return word[1:-1].replace("''", "'")
+    if word == "{}":
+        return {}
+    if word == "[]":
+        return []
+    return word
+
+
+def fast_decode(text: str) -> Any:
+    """What PyYAML reads from `text`, for text `encode` writes itself (a
+    word, a number, a flat mapping or list of them); `NOT_FAST` for
+    anything else. Reading attributes is most of building the run
+    index, and PyYAML's constructor is slow.
+
+    Sound by construction: a value is returned only when `encode` turns
+    it back into exactly `text`, and `encode` writes what PyYAML writes
+    (a test checks), which PyYAML reads back as that value."""
+    if text.endswith("\n...\n"):
+        body = text[:-5]
+    elif text.endswith("\n"):
+        body = text[:-1]
+    else:
+        body = text
+    if not body:
+        return NOT_FAST
+    lines = body.split("\n")
+    first = lines[0]
+    if len(lines) == 1 and not first.startswith("- ") and ": " not in first and not first.endswith(":"):
+        val = _fast_scalar(first)
+    elif all(": " in line and line[0] != " " for line in lines):
+        val = {}
+        for line in lines:
+            key, _, item = line.partition(": ")
+            key = _fast_scalar(key)
+            if key in val or not isinstance(key, str):
+                return NOT_FAST
+            val[key] = _fast_scalar(item)
+    elif all(line.startswith("- ") for line in lines):
+        val = [_fast_scalar(line[2:]) for line in lines]
+    else:
+        return NOT_FAST
+    try:
+        if "\n".join(_block(val, 0)) != body:
+            return NOT_FAST
+    except (_Unsure, TypeError):
+        return NOT_FAST
+    return val
+
+
 def decode(s: str | bytes) -> Any:
     import yaml
 

@@ -51,3 +51,47 @@ def test_random_structures_match_pyyaml():
 
 def test_strict_y_and_n_are_quoted():
     assert yamlutil.encode({"y": 2, "x": "n"}) == "x: 'n'\n'y': 2"
+
+
+def _loaded(text):
+    """What PyYAML reads from `text`, or an exception's type."""
+    try:
+        return ("ok", yaml.load(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError:
+        return ("error", None)
+
+
+def _texts():
+    rng = random.Random(2)
+    for val in SCALARS:
+        yield yamlutil.encode(val) + "\n"
+        yield pyyaml(val) + "\n...\n"  # Guild AI's scalar documents
+    for _ in range(3000):
+        yield yamlutil.encode(rand_value(rng)) + "\n"
+    # Hand-written files the fast reader must hand to PyYAML, or read as
+    # PyYAML does.
+    for word in WORDS:
+        yield word + "\n"
+        yield f"k: {word}\n"
+        yield f"- {word}\n"
+        yield f"'{word}'\n"
+    yield from [
+        "b: 1\na: 2\n", "a: 1\na: 2\n", "a: 1\n  b: 2\n", "1: x\n", "a: b: c\n", "a:  x\n",
+        "- a\n-  b\n", "x\n...\n", "x\n\n", "", "\n", "{a: 1}\n", "[1, 2]\n", "'it''s'\n",
+        "a: 'x'\n", "k: ''\n", "k: {}\n", "k: []\n", "0.10\n", "1.0e5\n", "-0\n", "007\n",
+    ]
+
+
+def test_fast_decode_reads_as_pyyaml_or_declines():
+    fast = 0
+    for text in _texts():
+        val = yamlutil.fast_decode(text)
+        if val is yamlutil.NOT_FAST:
+            continue
+        fast += 1
+        kind, expected = _loaded(text)
+        assert kind == "ok" and val == expected and type(val) is type(expected), repr(text)
+        if isinstance(val, dict):
+            assert list(val) == list(expected), repr(text)
+    # Most of what guild and Guild AI write takes the fast path.
+    assert fast > 2000

@@ -125,10 +125,11 @@ def format_list(runs_: list[Run], indexed: bool = True) -> list[str]:
     without `indexed`, ``[id8]`` as previews show them. Control
     characters in a cell are escaped (`printable`), so a label cannot
     break a row or reach the terminal as an escape sequence."""
+    cwd = os.getcwd()
     rows = [
         [
             f"[{i}:{run.short_id}]" if indexed else f"[{run.short_id}]",
-            printable(op_desc(run)),
+            printable(op_desc(run, cwd)),
             util.format_timestamp(run.get("started")),
             printable(run.status),
             printable(run.get("label") or ""),
@@ -147,12 +148,12 @@ def _simplified(runs_: list[Run]) -> list[str]:
     return util.table(rows)
 
 
-def op_desc(run: Run) -> str:
+def op_desc(run: Run, cwd: str | None = None) -> str:
     """The operation, with its project directory unless it is the cwd,
     and ``[marked]`` for marked runs (Guild AI's list column)."""
     desc = run.op_name
     project = run.project_dir
-    if project and os.path.abspath(project) != os.getcwd():
+    if project and os.path.abspath(project) != (cwd or os.getcwd()):
         desc += f" ({util.format_dir(project)})"
     if run.get("marked"):
         desc += " [marked]"
