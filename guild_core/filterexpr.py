@@ -202,8 +202,33 @@ Predicate = Callable[[RunValues], bool]
 
 
 def parse(text: str, ext: Extensions = NO_EXTENSIONS) -> Predicate:
-    """Compile `text` to ``predicate(RunValues) -> bool``."""
+    """Compile `text` to ``predicate(RunValues) -> bool``.
+
+    The predicate's `hint` attribute (see `hint_of`) says what of it a
+    run index may answer without the run: the run index skips runs it
+    proves cannot match (`guild_core.index.pushdown`)."""
     return _Parser(tokenize(text, ext), ext).parse()
+
+
+# Hints: what a predicate needs a run to have to be true, as a tree a
+# run index can test without reading the run:
+#   ("value", NAME, OP, NUMBER)   NAME read as an attribute, flag or
+#                                 scalar (in that order) compares OP
+#   ("scalar", TAG, OP, NUMBER)   the last value of scalar TAG does
+#   ("and", [HINT...]), ("or", [HINT...])
+# None: anything (no hint). A hint is necessary, not sufficient: the
+# predicate still decides every run the hint lets through.
+_PUSHED_OPS = ("<", "<=", ">", ">=", "=")
+
+
+def hint_of(pred: Predicate):
+    return getattr(pred, "hint", None)
+
+
+def _hinted(pred: Predicate, hint) -> Predicate:
+    if hint is not None:
+        pred.hint = hint
+    return pred
 
 
 class _Parser:
@@ -253,7 +278,11 @@ class _Parser:
             preds.append(self._and())
         if len(preds) == 1:
             return preds[0]
-        return lambda rv: any(p(rv) for p in preds)
+        hints = [hint_of(p) for p in preds]
+        return _hinted(
+            lambda rv: any(p(rv) for p in preds),
+            None if None in hints else ("or", hints),
+        )
 
     def _and(self) -> Predicate:
         preds = [self._not()]
@@ -262,7 +291,8 @@ class _Parser:
             preds.append(self._not())
         if len(preds) == 1:
             return preds[0]
-        return lambda rv: all(p(rv) for p in preds)
+        hints = [h for h in map(hint_of, preds) if h is not None]
+        return _hinted(lambda rv: all(p(rv) for p in preds), ("and", hints) if hints else None)
 
     def _not(self) -> Predicate:
         if self._is_kw("not"):
@@ -297,7 +327,10 @@ class _Parser:
         if nxt.kind == "op":
             self._next()
             target = self._term()
-            return _compare(get, nxt.value, target, self.ext)
+            return _hinted(
+                _compare(get, nxt.value, target, self.ext),
+                _compare_hint(name, nxt.value, target, self.ext),
+            )
         if nxt.kind == "kw" and nxt.value in ("in", "contains", "is", "not"):
             return self._keyword_test(get)
         if tok.kind != "word":
@@ -353,6 +386,28 @@ class _Parser:
                 if sep.kind != ",":
                     self._fail(sep)
         self._fail(tok)
+
+
+def _compare_hint(name: str, op: str, target: Any, ext: Extensions):
+    """The hint of ``NAME OP TARGET``: for a plain comparison with a
+    number of a name the run's own files hold (not a plugin's value, a
+    computed attribute or a prefixed scalar)."""
+    from .runvalues import _COMPUTED
+
+    if op not in _PUSHED_OPS or isinstance(target, bool) or not isinstance(target, (int, float)):
+        return None
+    if abs(target) > 2**53 or target != target:
+        return None
+    if ext.value_getter(name) is not None:
+        return None
+    if name.startswith("scalar:"):
+        tag = name[7:]
+        return None if "#" in tag else ("scalar", tag, op, target)
+    if ":" in name or "#" in name or "/" in name or name.startswith("."):
+        return None
+    if name in _COMPUTED or name in ("flags", "attrs"):
+        return None
+    return ("value", name, op, target)
 
 
 def _compare(get, op: str, target: Any, ext: Extensions) -> Predicate:

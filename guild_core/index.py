@@ -36,7 +36,7 @@ from typing import Any
 
 from . import home
 
-SCHEMA = 4
+SCHEMA = 5
 DB_NAME = "runs.sqlite"
 # A time within this many seconds of now may still change within the
 # same clock tick: the run is read again next time.
@@ -220,6 +220,8 @@ _rows: dict[tuple[str, str], tuple] = {}
 # The runs of each root's latest listing: what scalar summaries are
 # read ahead for once a command asks for many.
 _listed: dict[str, list] = {}
+# Runs `pushdown` proved no filter match: their rows are not read ahead.
+_cannot: set[str] = set()
 _primed_count = 0
 _BULK_AFTER = 50
 _ROW_COLS = "id, gsig, sig2, opref, facts, flags, sort_key"
@@ -232,6 +234,7 @@ def _forget() -> None:
     _tag_rows.clear()
     _all_tags.clear()
     _computed.clear()
+    _cannot.clear()
     _primed_count = _scalar_reads = 0
 
 
@@ -246,15 +249,38 @@ def _row_of(lazy: _Lazy):
     _primed_count += 1
     try:
         if _primed_count > _BULK_AFTER:
-            # Most of a listing is being read: all of it in one query.
-            for r in db.execute(f"SELECT {_ROW_COLS} FROM runs WHERE root = ?", (lazy.root,)):
-                _rows[(lazy.root, r[0])] = r
+            # Much of a listing is being read: the rest of it at once.
+            _read_rows(db, lazy.root)
             return _rows.get((lazy.root, lazy.id))
         return db.execute(
             f"SELECT {_ROW_COLS} FROM runs WHERE root = ? AND id = ?", (lazy.root, lazy.id)
         ).fetchone()
     except _sqlite().Error:
         return None
+
+
+def _read_rows(db, root: str) -> None:
+    """The rows of the root's listed runs not read yet (and not proved
+    out of a filter's reach by `pushdown`): all the root's in one query
+    when that is most of them, else a few hundred at a time."""
+    listed = _listed.get(root, ())
+    wanted = [
+        run.id for run in listed
+        if isinstance(run._index, _Lazy) and run.id not in _cannot and (root, run.id) not in _rows
+    ]
+    if len(wanted) * 2 > len(listed):
+        query = db.execute(f"SELECT {_ROW_COLS} FROM runs WHERE root = ?", (root,))
+        for r in query:
+            _rows[(root, r[0])] = r
+        return
+    for i in range(0, len(wanted), 500):
+        ids = wanted[i : i + 500]
+        marks = ",".join("?" * len(ids))
+        query = db.execute(
+            f"SELECT {_ROW_COLS} FROM runs WHERE root = ? AND id IN ({marks})", (root, *ids)
+        )
+        for r in query:
+            _rows[(root, r[0])] = r
 
 
 def _slurp(path: str) -> bytes | None:
@@ -413,7 +439,7 @@ def prime(run) -> None:
             return  # gone from the index meanwhile: read the files
         now_ns = time.time_ns()
         path = str(run._path)
-        if not _attrs_current(path, row[2], now_ns):
+        if not getattr(run, "_attrs_checked", False) and not _attrs_current(path, row[2], now_ns):
             facts = read_facts(path, now_ns)
             if facts is None:
                 return
@@ -492,6 +518,101 @@ def sort_key(run) -> int:
 
 
 # ---------------------------------------------------------------------
+# Filters answered in SQL
+# ---------------------------------------------------------------------
+#
+# A filter's hint (`filterexpr.hint_of`) is a condition every run it
+# matches meets; in SQL over the index it finds the runs that may
+# match. A run outside that set whose indexed facts and scalars are
+# current (checked by the same stats a read of them checks) cannot
+# match, and is skipped without decoding anything of it. Every other
+# run is decided by the filter itself, so the SQL need only never
+# exclude a match: the value's kind (attribute, then flag, then
+# scalar) is left to the filter, which is why a name that may be an
+# attribute or a flag of a run lets that run through.
+
+# Below this many runs a filter reads them all: the queries cost more.
+PUSHDOWN_MIN = 50
+
+
+def _sql_of(hint, params: list) -> str | None:
+    kind = hint[0]
+    if kind in ("and", "or"):
+        parts = [_sql_of(h, params) for h in hint[1]]
+        if kind == "or" and None in parts:
+            return None
+        parts = [p for p in parts if p is not None]
+        if not parts:
+            return None
+        return "(" + f" {kind.upper()} ".join(parts) + ")"
+    _kind, name, op, target = hint
+    # SQLite's REAL is an IEEE double, as Python's float; NaN is stored
+    # as NULL, which no comparison matches, as no comparison matches
+    # NaN in Python.
+    scalar = (
+        "EXISTS (SELECT 1 FROM tags t WHERE t.root = r.root AND t.id = r.id"
+        f" AND t.tag = ? AND t.lv {op} ?)"
+    )
+    if kind == "scalar":
+        params.extend((name, target))
+        return scalar
+    quoted = json.dumps(name)
+    params.extend((quoted, quoted + ":", name, target))
+    # The name among the run's attribute names (facts' "n" list, or
+    # anywhere in the facts: enough to let it through), or its flags.
+    return (
+        f"(instr(r.facts, ?) > 0 OR r.flags IS NULL OR instr(r.flags, ?) > 0 OR {scalar})"
+    )
+
+
+def pushdown(runs: list, hint) -> set[str] | None:
+    """Ids of `runs` that cannot match a filter whose hint is `hint`, as
+    the index proves it; None when it cannot say (few runs, no index,
+    runs not from the index)."""
+    if hint is None or len(runs) < PUSHDOWN_MIN or not enabled():
+        return None
+    params: list = []
+    where = _sql_of(hint, params)
+    if where is None:
+        return None
+    roots = {getattr(run, "_root", None) for run in runs}
+    if len(roots) != 1 or None in roots:
+        return None
+    (root,) = roots
+    db = _conn()
+    if db is None:
+        return None
+    try:
+        may = {
+            row[0]
+            for row in db.execute(f"SELECT r.id FROM runs r WHERE r.root = ? AND {where}", [root, *params])
+        }
+        sig2s = dict(db.execute("SELECT id, sig2 FROM runs WHERE root = ?", (root,)))
+        if root not in _scalar_sigs:
+            _load_sigs(db, root)
+    except _sqlite().Error:
+        return None
+    now_ns = time.time_ns()
+    cannot = set()
+    for run in runs:
+        run_id = run.id
+        if run_id in may or not isinstance(run._index, _Lazy):
+            # May match, or its facts were read (again) by this command
+            # and may not be in the index yet.
+            continue
+        path = str(run._path)
+        sig2 = sig2s.get(run_id)
+        if sig2 is None or not _attrs_current(path, sig2, now_ns):
+            continue
+        run._attrs_checked = True
+        if _computed.get((root, run_id)) is not True:
+            continue  # its scalars changed: summarized again
+        cannot.add(run_id)
+    _cannot.update(cannot)
+    return cannot
+
+
+# ---------------------------------------------------------------------
 # Scalars
 # ---------------------------------------------------------------------
 #
@@ -504,22 +625,34 @@ _TAG_COLS = "fv, fs, lv, ls, nv, ns, xv, xs, total, count"
 _NAN = float("nan")
 
 
-def _events_sig(guild: str, g_mtime: int | None) -> tuple[str, bool] | None:
-    """``(sig, trusted)`` of a run's event files as they are now."""
+def _event_files(guild: str, g_mtime: int | None):
+    """``(g_mtime, [(name, size, mtime)...])`` of a run's event files by
+    name (the order they are read in), None when `.guild` is gone."""
     try:
         if g_mtime is None:
             g_mtime = os.stat(guild).st_mtime_ns
         events = sorted(
             (e.name, st.st_size, st.st_mtime_ns)
             for e in os.scandir(guild)
-            if e.name.startswith("events.out.tfevents.")
+            if e.name.startswith("events.out.tfevents.") and e.is_file()
             for st in (e.stat(),)
         )
     except OSError:
         return None
-    sig = f"{g_mtime}|" + ";".join(f"{n}:{size}:{mtime}" for n, size, mtime in events)
-    newest = max([g_mtime] + [e[2] for e in events])
-    return sig, time.time_ns() - newest > _RACY_NS
+    return g_mtime, events
+
+
+def _sig_entries(sig: str) -> list[tuple]:
+    """``[(name, size, mtime, end, tail)...]`` of an events signature
+    (``G_MTIME|NAME:SIZE:MTIME:END:TAIL;...``)."""
+    files = sig.partition("|")[2]
+    if not files:
+        return []
+    entries = []
+    for entry in files.split(";"):
+        name, size, mtime, end, tail = entry.rsplit(":", 4)
+        entries.append((name, int(size), int(mtime), int(end), tail))
+    return entries
 
 
 def _events_unchanged(guild: str, sig: str, g_mtime: int | None) -> bool:
@@ -534,13 +667,87 @@ def _events_unchanged(guild: str, sig: str, g_mtime: int | None) -> bool:
         if not files:
             return True
         for entry in files.split(";"):
-            name, size, mtime = entry.rsplit(":", 2)
+            name, size, mtime, _end, _tail = entry.rsplit(":", 4)
             st = os.stat(guild + "/" + name)
             if st.st_size != int(size) or st.st_mtime_ns != int(mtime):
                 return False
     except (OSError, ValueError):
         return False
     return True
+
+
+def _scan_into(summaries: dict, path: str, start: int) -> tuple[int, bytes]:
+    """Add the scalars of event file `path` from byte `start` to
+    `summaries`; ``(end, tail)`` as `tfevents.scan_events`."""
+    from . import tfevents
+    from .runvalues import TagSummary
+
+    try:
+        scalars, end, tail = tfevents.scan_events(path, start)
+    except OSError:
+        return start, b""
+    for tag, val, step, _wall in scalars:
+        summ = summaries.get(tag)
+        if summ is None:
+            summ = summaries[tag] = TagSummary()
+        summ.add(val, step)
+    return end, tail
+
+
+def _summarize(args):
+    """``(sig, trusted, summaries)`` of a run's scalars. With `prev` (the
+    signature and summaries stored before) and only the last event file
+    grown since, only what was appended is read: a run logging a
+    million values is summarized once, then a step at a time."""
+    guild, g_mtime, prev = args
+    listing = _event_files(guild, g_mtime)
+    if listing is None:
+        return None, False, {}
+    g_mtime, events = listing
+    entries = _continued(guild, events, prev) if prev is not None else None
+    if entries is None:
+        summaries: dict = {}
+        entries = []
+        for name, size, mtime in events:
+            end, tail = _scan_into(summaries, guild + "/" + name, 0)
+            entries.append((name, size, mtime, end, tail.hex()))
+    else:
+        summaries = prev[1]
+    sig = f"{g_mtime}|" + ";".join(":".join(map(str, e)) for e in entries)
+    return sig, time.time_ns() - g_mtime > _RACY_NS, summaries
+
+
+def _continued(guild: str, events: list, prev) -> list | None:
+    """The new signature entries, with `prev`'s summaries carried on by
+    what the last event file gained; None unless the files are those
+    `prev` read, all as they were but the last, which only grew."""
+    sig, summaries = prev
+    try:
+        old = _sig_entries(sig)
+    except ValueError:
+        return None
+    if not events or [e[0] for e in old] != [e[0] for e in events]:
+        return None
+    for (_n, size, mtime), (_o, osize, omtime, _end, _tail) in zip(events[:-1], old[:-1]):
+        if size != osize or mtime != omtime:
+            return None
+    name, size, mtime = events[-1]
+    _name, _size, _mtime, end, tail = old[-1]
+    path = guild + "/" + name
+    if size < end:
+        return None
+    if tail:
+        try:
+            with open(path, "rb") as f:
+                f.seek(end - 4)
+                if f.read(4).hex() != tail:
+                    return None  # rewritten, not appended to
+        except OSError:
+            return None
+    elif end:
+        return None
+    new_end, new_tail = _scan_into(summaries, path, end)
+    return old[:-1] + [(name, size, mtime, new_end, new_tail.hex() if new_tail else tail)]
 
 
 def _summary(row):
@@ -586,10 +793,7 @@ def _fresh_scalars(run):
         else:
             _scalar_reads += 1
             if _scalar_reads > _BULK_AFTER:
-                sigs = _scalar_sigs[root] = dict(
-                    db.execute("SELECT id, sig FROM scalars WHERE root = ?", (root,))
-                )
-                _read_ahead(root, sigs)
+                sigs = _load_sigs(db, root)
                 computed = _computed.get((root, run.id))
                 if computed is not None:
                     return computed if isinstance(computed, dict) else (db, root)
@@ -606,25 +810,35 @@ def _fresh_scalars(run):
         return None
     if sig is not None and _events_unchanged(guild, sig, g_mtime):
         return db, root
-    return _store_summaries(root, run.id, _summarize((guild, g_mtime)))
+    prev = None
+    if sig is not None:
+        stored = _stored_summaries(db, root, [run.id])
+        prev = (sig, stored.get(run.id, {}))
+    return _store_summaries(root, run.id, _summarize((guild, g_mtime, prev)))
 
 
-def _summarize(args):
-    """``(events sig and whether to trust it, summaries)`` of a run."""
-    from .runvalues import summarize
-
-    guild, g_mtime = args
-    current = _events_sig(guild, g_mtime)
-    return current, summarize(Path(guild))
+def _stored_summaries(db, root: str, ids: list[str]) -> dict[str, dict]:
+    """Id -> the summaries stored for it, of runs `ids`."""
+    found: dict[str, dict] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        query = db.execute(
+            f"SELECT id, tag, {_TAG_COLS} FROM tags WHERE root = ? AND id IN ({marks}) ORDER BY id, pos",
+            (root, *chunk),
+        )
+        for r in query:
+            found.setdefault(r[0], {})[r[1]] = _summary(r[2:])
+    return found
 
 
 def _store_summaries(root: str, run_id: str, result) -> dict:
-    current, summaries = result
-    if current is not None and current[1]:
+    sig, trusted, summaries = result
+    if sig is not None and trusted:
         rows = [
             (root, run_id, pos, tag, *_flat(s)) for pos, (tag, s) in enumerate(summaries.items())
         ]
-        _pending_scalars.append((root, run_id, current[0], rows))
+        _pending_scalars.append((root, run_id, sig, rows))
         _schedule_flush()
     return summaries
 
@@ -632,6 +846,14 @@ def _store_summaries(root: str, run_id: str, result) -> dict:
 # (root, id) -> summaries read ahead, or True when the index's are
 # current.
 _computed: dict[tuple[str, str], Any] = {}
+
+
+def _load_sigs(db, root: str) -> dict[str, str]:
+    """The root's stored event-file signatures, with every listed run's
+    summaries checked and, where changed, read again (`_read_ahead`)."""
+    sigs = _scalar_sigs[root] = dict(db.execute("SELECT id, sig FROM scalars WHERE root = ?", (root,)))
+    _read_ahead(root, sigs)
+    return sigs
 
 
 def _read_ahead(root: str, sigs: dict[str, str]) -> None:
@@ -647,8 +869,16 @@ def _read_ahead(root: str, sigs: dict[str, str]) -> None:
         if sig is not None and _events_unchanged(guild, sig, g_mtime):
             _computed[(root, run.id)] = True
         else:
-            stale.append((run.id, (guild, g_mtime)))
-    results = parallel_map(_summarize, [args for _id, args in stale])
+            stale.append((run.id, (guild, g_mtime, sig)))
+    if not stale:
+        return
+    db = _conn()
+    stored = _stored_summaries(db, root, [rid for rid, args in stale if args[2] is not None])
+    work = [
+        (guild, g_mtime, None if sig is None else (sig, stored.get(rid, {})))
+        for rid, (guild, g_mtime, sig) in stale
+    ]
+    results = parallel_map(_summarize, work)
     for (run_id, _args), result in zip(stale, results):
         _computed[(root, run_id)] = _store_summaries(root, run_id, result)
 

@@ -164,11 +164,12 @@ class Run:
     # -- attributes ---------------------------------------------------
 
     def get(self, name: str, default: Any = None) -> Any:
-        self._primed()
-        val = self._cache.get("attr:" + name, _MISSING)
+        if self._index is not None:
+            self._primed()
+        key = "attr:" + name
+        val = self._cache.get(key, _MISSING)
         if val is _MISSING:
-            val = self._read_attr(name)
-            self._cache["attr:" + name] = val
+            val = self._cache[key] = self._read_attr(name)
         return default if val is None else val
 
     def _read_attr(self, name: str) -> Any:
@@ -383,7 +384,8 @@ class Run:
     def _marker(self, name: str) -> str | None:
         """The text of marker `name` (LOCK, PENDING...), None without it:
         as the run index recorded it when this run comes from there."""
-        self._primed()
+        if self._index is not None:
+            self._primed()
         markers = self._cache.get("markers")
         if markers is not None:
             return markers.get(name)

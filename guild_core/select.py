@@ -84,8 +84,17 @@ def filter_runs(
         return list(runs)
     from .runvalues import RunValues
 
+    skip = None
+    if rf.expr:
+        from . import filterexpr, index
+
+        # The run index answers what it can: runs it proves cannot
+        # match are not read.
+        skip = index.pushdown(runs, filterexpr.hint_of(tests[-1]))
     out = []
     for run in runs:
+        if skip and run.id in skip:
+            continue
         rv = RunValues(run)
         if all(test(rv) for test in tests):
             out.append(run)

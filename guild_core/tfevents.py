@@ -343,32 +343,46 @@ def read_events(path: str | os.PathLike):
     Reading stops quietly at a truncated record (the writer may still be
     at work) or at a CRC mismatch.
     """
+    yield from scan_events(path)[0]
+
+
+def scan_events(path: str | os.PathLike, start: int = 0) -> tuple[list, int, bytes]:
+    """``(scalars, end, tail)``: `read_events`'s scalars of the records
+    from byte `start` (the end of a record read before), the offset
+    where the last whole record read ends, from which a later scan of
+    the grown file goes on, and that record's last four bytes (its CRC:
+    b"" when no record was read), by which that later scan knows the
+    file was only appended to."""
     # One read: the file as it is now (a writer may append meanwhile;
     # what it appends is read next time).
     with open(path, "rb") as f:
+        if start:
+            f.seek(start)
         buf = f.read()
     size = len(buf)
     unpack = struct.unpack_from
+    scalars = []
     pos = 0
     while pos + 12 <= size:
         length, header_crc = unpack("<QI", buf, pos)
         if _masked_crc(buf[pos : pos + 8]) != header_crc:
-            return
-        start = pos + 12
-        end = start + length
-        if end + 4 > size:
-            return
-        data = buf[start:end]
-        if _masked_crc(data) != unpack("<I", buf, end)[0]:
-            return
-        pos = end + 4
+            break
+        body = pos + 12
+        stop = body + length
+        if stop + 4 > size:
+            break
+        data = buf[body:stop]
+        if _masked_crc(data) != unpack("<I", buf, stop)[0]:
+            break
+        pos = stop + 4
         try:
             event = _plain_event(data) or _decode_event(data)
         except _DECODE_ERRORS:
             continue
         wall_time, step, values = event
         for tag, value in values:
-            yield tag, value, step, wall_time
+            scalars.append((tag, value, step, wall_time))
+    return scalars, start + pos, buf[pos - 4 : pos] if pos else b""
 
 
 def _plain_event(buf: bytes):

@@ -153,11 +153,25 @@ def op_desc(run: Run, cwd: str | None = None) -> str:
     and ``[marked]`` for marked runs (Guild AI's list column)."""
     desc = run.op_name
     project = run.project_dir
-    if project and os.path.abspath(project) != (cwd or os.getcwd()):
+    if project and _abspath(project) != (cwd or os.getcwd()):
         desc += f" ({util.format_dir(project)})"
     if run.get("marked"):
         desc += " [marked]"
     return desc
+
+
+_abspaths: dict[str, str] = {}
+
+
+def _abspath(path: str) -> str:
+    # A listing's runs share a few project directories (absolute ones:
+    # a relative one depends on the cwd, which a test may change).
+    found = _abspaths.get(path)
+    if found is None:
+        found = os.path.abspath(path)
+        if os.path.isabs(path):
+            _abspaths[path] = found
+    return found
 
 
 def _list_json(run: Run) -> dict:
