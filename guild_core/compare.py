@@ -248,7 +248,7 @@ class Table:
 
 
 def is_batch(run: Run) -> bool:
-    return run.guild_path("proto").exists()
+    return run.has_proto
 
 
 def build(runs: list[Run], opts: Options, warn=None) -> Table:

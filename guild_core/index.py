@@ -4,19 +4,20 @@ SQLite under ``$GUILD_HOME/cache/runs-index/``.
 Run directories stay the only source of truth: the index is a cache of
 each run's listing facts (opref, markers, attributes, scalar summaries)
 that any command may delete. Freshness comes from stat checks, never a
-rescan: one ``os.scandir`` of the runs directory finds runs added and
-removed, and each run's ``.guild`` and ``.guild/attrs`` modification
-times tell which to read again (an attribute or marker created, renamed
-over or removed changes its directory's time), with the times of the
-attribute files a run's later life rewrites (a label, tags, marks,
-comments, its end), which Guild AI 0.9 writes in place. A time too
-recent to trust (the file system's clock is coarse) is not recorded, so
-that run is read again next time. Scalar summaries are checked
-separately, by the size and time of each event file, only when a
-command asks for scalars.
+rescan: one listing of the runs directory finds runs added and removed;
+each run's ``.guild`` time (markers, event files, a run's start and
+end) is checked for every run, and what a command goes on to use of a
+run is checked when used: the ``.guild/attrs`` time and the times of
+the attribute files Guild AI 0.9 rewrites in place (`INPLACE`) for its
+facts, the size and time of each event file for its scalars. A time
+too recent to trust (the file system's clock is coarse) is not
+recorded, so that run is read again next time.
 
 What the index cannot know is served live: whether a run that has not
 recorded its end is still running (its process is checked each time).
+
+Filters: `pushdown` answers a filter's hint (`filterexpr.hint_of`) in
+SQL and skips the runs it proves cannot match.
 
 Concurrency: WAL mode, a busy timeout, and changes written in one short
 transaction after the scan; a command that cannot write (a read-only
@@ -439,7 +440,7 @@ def prime(run) -> None:
             return  # gone from the index meanwhile: read the files
         now_ns = time.time_ns()
         path = str(run._path)
-        if not getattr(run, "_attrs_checked", False) and not _attrs_current(path, row[2], now_ns):
+        if not run._attrs_checked and not _attrs_current(path, row[2], now_ns):
             facts = read_facts(path, now_ns)
             if facts is None:
                 return
@@ -497,7 +498,7 @@ def is_indexed(run) -> bool:
 
 
 def _root_of(run) -> str:
-    root = getattr(run, "_root", None)
+    root = run._root
     return root if root is not None else os.path.dirname(str(run._path))
 
 
@@ -508,7 +509,7 @@ def _where() -> tuple:
 
 
 def sort_key(run) -> int:
-    key = getattr(run, "_sort_key", None)
+    key = run._sort_key
     if key is not None:
         return key
     row = getattr(run, "_index", None)
@@ -575,7 +576,7 @@ def pushdown(runs: list, hint) -> set[str] | None:
     where = _sql_of(hint, params)
     if where is None:
         return None
-    roots = {getattr(run, "_root", None) for run in runs}
+    roots = {run._root for run in runs}
     if len(roots) != 1 or None in roots:
         return None
     (root,) = roots
@@ -782,7 +783,7 @@ def _fresh_scalars(run):
     path = str(run._path)
     guild = path + "/.guild"
     root = _root_of(run)
-    g_mtime = getattr(run, "_gmtime", None)
+    g_mtime = run._gmtime
     computed = _computed.get((root, run.id))
     if computed is not None:
         return computed if isinstance(computed, dict) else (db, root)
@@ -864,7 +865,7 @@ def _read_ahead(root: str, sigs: dict[str, str]) -> None:
     stale = []
     for run in _listed.get(root, ()):
         guild = str(run._path) + "/.guild"
-        g_mtime = getattr(run, "_gmtime", None)
+        g_mtime = run._gmtime
         sig = sigs.get(run.id)
         if sig is not None and _events_unchanged(guild, sig, g_mtime):
             _computed[(root, run.id)] = True

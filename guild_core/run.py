@@ -86,6 +86,17 @@ class OpRef:
         return f"{self.model}:{self.op}" if self.model else self.op
 
     @property
+    def has_proto(self) -> bool:
+        """Whether the run has a ``.guild/proto`` (a batch's trial
+        prototype), as the run index saw it when it comes from there."""
+        if self._index is not None:
+            self._primed()
+        proto_line = self._cache.get("proto_opref", _MISSING)
+        if proto_line is not _MISSING:
+            return proto_line is not None
+        return self.guild_path("proto").is_dir()
+
+    @property
     def project_dir(self) -> str | None:
         if self.type == "script":
             return self.location
@@ -101,6 +112,15 @@ def new_run_id() -> str:
 class Run:
     """One run directory. Attribute reads are not cached beyond the
     object's life, so a fresh `Run` always sees the latest state."""
+
+    # Set by the run index for the runs it lists (see guild_core.index):
+    # the directory the run was listed in, its `.guild` time then, its
+    # start time as indexed, and whether its attributes were checked
+    # against the index this command.
+    _root: str | None = None
+    _gmtime: int | None = None
+    _sort_key: int | None = None
+    _attrs_checked = False
 
     def __init__(self, run_id: str, path: Path | str):
         self.id = run_id
@@ -478,8 +498,7 @@ class Run:
         if opref is None:
             return ""
         proto_line = self._cache.get("proto_opref", _MISSING)
-        has_proto = self.guild_path("proto").is_dir() if proto_line is _MISSING else proto_line is not None
-        if opref.type == "builtin" or has_proto:
+        if opref.type == "builtin" or self.has_proto:
             proto = Run.for_dir(self.guild_path("proto"))
             if proto_line is not _MISSING and proto_line:
                 try:
@@ -490,6 +509,17 @@ class Run:
             suffix = "" if opref.op == "+" else opref.op
             return f"{base}+{suffix}"
         return opref.op_name
+
+    @property
+    def has_proto(self) -> bool:
+        """Whether the run has a ``.guild/proto`` (a batch's trial
+        prototype), as the run index saw it when it comes from there."""
+        if self._index is not None:
+            self._primed()
+        proto_line = self._cache.get("proto_opref", _MISSING)
+        if proto_line is not _MISSING:
+            return proto_line is not None
+        return self.guild_path("proto").is_dir()
 
     @property
     def project_dir(self) -> str | None:
