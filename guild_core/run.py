@@ -700,7 +700,10 @@ def runs_in(root: Path) -> list[Run]:
 
         indexed = index.runs_in(root, names)
         if indexed is not None:
-            indexed.sort(key=index.sort_key, reverse=True)
+            from operator import attrgetter
+
+            # The index sets each run's start time as it listed them.
+            indexed.sort(key=attrgetter("_sort_key"), reverse=True)
             return indexed
     runs = [
         Run(name, root / name)

@@ -256,6 +256,13 @@ def guild(ctx, cwd, guild_home, debug):
 def main() -> None:
     global _as_command
     _as_command = True
+    import atexit
+    import gc
+
+    # Nothing a command made is garbage by the time it exits, but the
+    # collector would look: going over a large listing's objects while
+    # the interpreter shuts down costs more than the listing.
+    atexit.register(gc.freeze)
     try:
         guild(prog_name="guild", complete_var=COMPLETE_VAR)
     except GuildError as e:  # raised outside a command (plugin loading)
