@@ -730,7 +730,8 @@ def _scan_into(summaries: dict, path: str, start: int) -> tuple[int, bytes]:
 
 
 def _summarize(args):
-    """``(sig, trusted, summaries)`` of a run's scalars. With `prev` (the
+    """``(sig, trusted, summaries)`` of a run's scalars (tag -> `_flat`
+    summary). With `prev` (the
     signature and summaries stored before) and only the last event file
     grown since, only what was appended is read: a run logging a
     million values is summarized once, then a step at a time."""
@@ -749,7 +750,10 @@ def _summarize(args):
     else:
         summaries = prev[1]
     sig = f"{g_mtime}|" + ";".join(":".join(map(str, e)) for e in entries)
-    return sig, time.time_ns() - g_mtime > _RACY_NS, summaries
+    # Plain tuples (`_flat`), not TagSummary objects: a worker process
+    # sends them back.
+    flat = {tag: _flat(summ) for tag, summ in summaries.items()}
+    return sig, time.time_ns() - g_mtime > _RACY_NS, flat
 
 
 def _continued(guild: str, events: list, prev) -> list | None:
@@ -868,11 +872,10 @@ def _stored_summaries(db, root: str, ids: list[str]) -> dict[str, dict]:
 
 
 def _store_summaries(root: str, run_id: str, result) -> dict:
+    """`_summarize`'s summaries, queued to be stored when trusted."""
     sig, trusted, summaries = result
     if sig is not None and trusted:
-        rows = [
-            (root, run_id, pos, tag, *_flat(s)) for pos, (tag, s) in enumerate(summaries.items())
-        ]
+        rows = [(root, run_id, pos, tag, *flat) for pos, (tag, flat) in enumerate(summaries.items())]
         _pending_scalars.append((root, run_id, sig, rows))
         _schedule_flush()
     return summaries
@@ -932,8 +935,10 @@ def scalar_summaries(run):
     as they were summarized, else summarized again and stored; None
     when the index cannot be used."""
     fresh = _fresh_scalars(run)
+    if fresh is None:
+        return None
     if not isinstance(fresh, tuple):
-        return fresh
+        return {tag: _summary(flat) for tag, flat in fresh.items()}
     db, root = fresh
     try:
         if _bulk(root):
@@ -966,7 +971,8 @@ def tag_summary(run, tag: str):
     if fresh is None:
         return _NO_INDEX
     if not isinstance(fresh, tuple):
-        return fresh.get(tag)
+        flat = fresh.get(tag)
+        return _summary(flat) if flat else None
     db, root = fresh
     try:
         if _bulk(root):
@@ -1001,13 +1007,13 @@ def _schedule_flush() -> None:
 
         atexit.register(flush)
         _flush_scheduled = True
-    if len(_pending_scalars) + len(_pending_rows) >= 1000:
+    if len(_pending_scalars) + len(_pending_rows) >= 5000:
         flush()
 
 
 def flush() -> None:
     """Write the scalar summaries and facts this command read again, in
-    one transaction (at exit, or every thousand)."""
+    one transaction (at exit, or every five thousand)."""
     if not (_pending_scalars or _pending_rows) or _db is None:
         _pending_scalars.clear()
         _pending_rows.clear()
@@ -1017,17 +1023,18 @@ def flush() -> None:
     _pending_rows.clear()
     try:
         with _transaction(_db):
-            for root, run_id, sig, tag_rows in scalars:
-                _db.execute("DELETE FROM tags WHERE root = ? AND id = ?", (root, run_id))
-                _db.execute(
-                    "INSERT OR REPLACE INTO scalars (root, id, sig) VALUES (?, ?, ?)",
-                    (root, run_id, sig),
-                )
-                _db.executemany(
-                    f"INSERT OR REPLACE INTO tags (root, id, pos, tag, {_TAG_COLS})"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    tag_rows,
-                )
+            _db.executemany(
+                "DELETE FROM tags WHERE root = ? AND id = ?", [(root, rid) for root, rid, _s, _r in scalars]
+            )
+            _db.executemany(
+                "INSERT OR REPLACE INTO scalars (root, id, sig) VALUES (?, ?, ?)",
+                [(root, rid, sig) for root, rid, sig, _r in scalars],
+            )
+            _db.executemany(
+                f"INSERT OR REPLACE INTO tags (root, id, pos, tag, {_TAG_COLS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [row for _root, _rid, _sig, tag_rows in scalars for row in tag_rows],
+            )
             _db.executemany(
                 f"INSERT OR REPLACE INTO runs ({_ROW_COLS}, root) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [row + (root,) for root, row in rows],
