@@ -174,3 +174,34 @@ def test_extension_values_and_operators():
     # Without the extension, `~` is not an operator.
     with pytest.raises(FilterSyntaxError):
         filterexpr.parse("label ~ x")
+
+
+# -- hints: what a run index may answer in SQL ----------------------------
+
+
+@pytest.mark.parametrize(
+    "expr, hint",
+    [
+        ("loss < 0.5", ("value", "loss", "<", 0.5)),
+        ("scalar:loss >= 2", ("scalar", "loss", ">=", 2)),
+        ("loss < 0.5 and acc > 0.9", ("and", [("value", "loss", "<", 0.5), ("value", "acc", ">", 0.9)])),
+        # One side says nothing: "and" keeps the other, "or" says nothing.
+        ("loss < 0.5 and label contains x", ("and", [("value", "loss", "<", 0.5)])),
+        ("loss < 0.5 or label contains x", None),
+        ("(loss < 0.5 or acc = 1) and x > 2", ("and", [("or", [("value", "loss", "<", 0.5), ("value", "acc", "=", 1)]), ("value", "x", ">", 2)])),
+        # Not pushed: negation, !=, strings, booleans, computed
+        # attributes, prefixes, a plugin's names.
+        ("not loss < 0.5", None),
+        ("loss != 0.5", None),
+        ("loss < 'a'", None),
+        ("loss = true", None),
+        ("status = 1", None),
+        ("flag:lr < 1", None),
+        ("attr:x < 1", None),
+        (".guild#loss < 1", None),
+        ("duration < 10", None),
+    ],
+)
+def test_hints(expr, hint):
+    ext = filterexpr.Extensions(values={"duration": lambda run: 1})
+    assert filterexpr.hint_of(filterexpr.parse(expr, ext)) == hint
