@@ -431,6 +431,11 @@ class Run:
     def status(self) -> str:
         """Status as Guild AI derives it from the directory, with the
         processes checked for who they are."""
+        if self._index is not None:
+            self._primed()
+        if self._cache.get("markers") == {}:
+            # Indexed with no marker (most runs): its end decides.
+            return self._ended_status()
         if self._marker("LOCK.remote") is not None:
             return "running"
         pending = self._pending()

@@ -125,11 +125,11 @@ def format_list(runs_: list[Run], indexed: bool = True) -> list[str]:
     without `indexed`, ``[id8]`` as previews show them. Control
     characters in a cell are escaped (`printable`), so a label cannot
     break a row or reach the terminal as an escape sequence."""
-    cwd = os.getcwd()
+    places: dict[str, str] = {}
     rows = [
         [
             f"[{i}:{run.short_id}]" if indexed else f"[{run.short_id}]",
-            printable(op_desc(run, cwd)),
+            printable(op_desc(run, places)),
             util.format_timestamp(run.get("started")),
             printable(run.status),
             printable(run.get("label") or ""),
@@ -148,30 +148,23 @@ def _simplified(runs_: list[Run]) -> list[str]:
     return util.table(rows)
 
 
-def op_desc(run: Run, cwd: str | None = None) -> str:
+def op_desc(run: Run, places: dict[str, str] | None = None) -> str:
     """The operation, with its project directory unless it is the cwd,
-    and ``[marked]`` for marked runs (Guild AI's list column)."""
+    and ``[marked]`` for marked runs (Guild AI's list column). `places`
+    keeps each project's part for the rows of one listing, which share
+    a few projects."""
     desc = run.op_name
     project = run.project_dir
-    if project and _abspath(project) != (cwd or os.getcwd()):
-        desc += f" ({util.format_dir(project)})"
+    if project:
+        place = places.get(project) if places is not None else None
+        if place is None:
+            place = "" if os.path.abspath(project) == os.getcwd() else f" ({util.format_dir(project)})"
+            if places is not None:
+                places[project] = place
+        desc += place
     if run.get("marked"):
         desc += " [marked]"
     return desc
-
-
-_abspaths: dict[str, str] = {}
-
-
-def _abspath(path: str) -> str:
-    # A listing's runs share a few project directories (absolute ones:
-    # a relative one depends on the cwd, which a test may change).
-    found = _abspaths.get(path)
-    if found is None:
-        found = os.path.abspath(path)
-        if os.path.isabs(path):
-            _abspaths[path] = found
-    return found
 
 
 def _list_json(run: Run) -> dict:
