@@ -35,6 +35,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .flagdefs import FlagDef, FlagsInfo
+    from .remotes import Transfer
     from .run import Run
 
 PROJECT_NAME = "guild"
@@ -221,23 +222,69 @@ def guild_register_batch_formats(register: RegisterBatchFormat) -> None:
 
 
 class Remote(Protocol):
-    """A place runs can be copied to and from (``guild push/pull``)."""
+    """A place runs are kept away from this machine: a directory, an S3
+    bucket, a host over SSH. Made by a remote type's factory from the
+    remote's name and config (`guild_register_remote_types`).
+
+    Runs are named by id and moved whole; a run appears on the remote
+    only once complete (copied under another name and renamed, or its
+    metadata written last), so a reader never lists a half-copied run
+    and an interrupted push leaves nothing that the next one trips on.
+
+    Errors the user can act on (no credentials, no such bucket, host
+    refused, no ``guild`` on the host) are raised as `GuildError` with
+    one line saying so.
+
+    :ivar name: the remote's name, as configured or given ad hoc.
+    """
 
     name: str
 
-    def status(self) -> str: ...
+    def describe(self) -> str:
+        """One line for ``guild remotes``: where the remote is."""
 
-    def list_runs(self, deleted: bool = False) -> list["Run"]: ...
+    def status(self) -> str:
+        """Check the remote is reachable; a line saying what was found.
+        Raises `GuildError` saying why not."""
 
-    def push(self, runs: Iterable["Run"], delete: bool = False) -> None: ...
+    def list_runs(self, deleted: bool = False) -> dict[str, dict[str, bytes]]:
+        """Run id -> metadata files of every run (or, with `deleted`,
+        every deleted run) on the remote: relative path -> bytes, for
+        the paths `remotes.is_meta` names (``.guild/opref``, attributes,
+        markers, event files). The core mirrors them locally
+        (`remotes.view`) and every read command works over the mirror,
+        so this is what must be cheap: a few requests, not one per run.
+        """
 
-    def pull(self, run_ids: Iterable[str], delete: bool = False) -> None: ...
+    def push(self, run_dirs: list[Path], delete: bool, progress) -> "Transfer":
+        """Copy runs (complete local run directories) to the remote.
+        Only files that differ (size or time, or the type's own test)
+        travel; `delete` removes the remote run's files that are not in
+        the local run. A run already there and unchanged counts as
+        unchanged. `progress.update(runs=, nbytes=)` as runs complete.
+        Returns what moved (`remotes.Transfer`)."""
 
-    def delete(self, run_ids: Iterable[str], permanent: bool = False) -> None: ...
+    def pull(self, run_ids: list[str], dest: Path, delete: bool, progress) -> "Transfer":
+        """Copy runs from the remote into ``dest/<id>`` (the local runs
+        directory), as `push` does the other way."""
 
-    def restore(self, run_ids: Iterable[str]) -> None: ...
+    def fetch_run(self, run_id: str, dest: Path, deleted: bool = False) -> None:
+        """All of a run's files into `dest` (its mirror directory), for
+        commands that read more than metadata (cat, ls, diff)."""
 
-    def purge(self, run_ids: Iterable[str]) -> None: ...
+    def write_meta(self, run_id: str, changes: dict[str, bytes | None]) -> None:
+        """Write (bytes) or remove (None) metadata files of a remote run:
+        what ``guild label/tag/mark/comment -r`` changed."""
+
+    def delete(self, run_ids: list[str], permanent: bool = False) -> None:
+        """Delete runs: moved to the remote's trash (restorable), or
+        with `permanent` removed."""
+
+    def restore(self, run_ids: list[str]) -> None:
+        """Move deleted runs back."""
+
+    def purge(self, run_ids: list[str]) -> None:
+        """Remove deleted runs for good."""
 
 
 class RegisterRemoteType(Protocol):

@@ -1,0 +1,1 @@
+"""Built-in plugin ``s3``: a remote type (being written)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin ``ssh``: a remote type (being written)."""
