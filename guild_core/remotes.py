@@ -306,6 +306,7 @@ def view(remote: "Remote", deleted: bool = False) -> list:
     from .run import RUN_ID_P, runs_in
 
     listing = remote.list_runs(deleted=deleted)
+    _listings[(remote.name, deleted)] = listing
     root = mirror_root(remote.name, deleted)
     root.mkdir(parents=True, exist_ok=True)
     for name in os.listdir(root):
@@ -318,19 +319,31 @@ def view(remote: "Remote", deleted: bool = False) -> list:
     return runs_in(root)
 
 
+_listings: dict[tuple[str, bool], dict[str, dict[str, bytes]]] = {}
+
+
+def last_listing(remote: "Remote", deleted: bool = False) -> dict[str, dict[str, bytes]]:
+    """What `view` last read of the remote's runs (their metadata as the
+    remote has it)."""
+    return _listings.get((remote.name, deleted), {})
+
+
 def _mirror(run_dir: Path, files: dict[str, bytes]) -> None:
     """Make the metadata files of `run_dir` exactly `files`."""
     from . import util
 
-    existing = {
-        rel for rel in manifest(run_dir) if is_meta(rel)
-    } if run_dir.exists() else set()
-    for rel in existing - set(files):
+    wanted = {".guild/LOCK.remote" if rel == ".guild/LOCK" else rel for rel in files}
+    existing = {rel for rel in manifest(run_dir) if is_meta(rel)} if run_dir.exists() else set()
+    for rel in existing - wanted:
         try:
             (run_dir / rel).unlink()
         except OSError:
             pass
     for rel, data in files.items():
+        if rel == ".guild/LOCK":
+            # A process on the remote's machine: here it is a run still
+            # running there (as Guild AI marks one it pulled).
+            rel = ".guild/LOCK.remote"
         path = run_dir / rel
         try:
             if path.read_bytes() == data:
@@ -349,17 +362,60 @@ def fetch(remote: "Remote", run, deleted: bool = False) -> None:
 
 def push_meta_changes(remote: "Remote", runs: list, before: dict[str, dict[str, bytes]]) -> None:
     """Send the remote what a command changed of mirrored runs' metadata
-    (a label, tags, a mark, comments): `before` is `meta_files` of each
-    run before the command."""
+    (a label, tags, a mark, comments): `before` is each run's metadata
+    as listed (`last_listing`)."""
     for run in runs:
-        now = meta_files(run.path)
-        old = before.get(run.id, {})
+        if not run.path.is_dir():
+            continue  # deleted or moved by the command itself
+        # Attributes only: markers and event files are the remote's.
+        now = {rel: data for rel, data in meta_files(run.path).items() if rel.startswith(".guild/attrs/")}
+        old = {rel: data for rel, data in before.get(run.id, {}).items() if rel.startswith(".guild/attrs/")}
         changes: dict[str, bytes | None] = {
             rel: data for rel, data in now.items() if old.get(rel) != data
         }
         changes.update({rel: None for rel in old if rel not in now})
         if changes:
             remote.write_meta(run.id, changes)
+
+
+def mark_remote_locks(runs_dir: Path, run_ids: list[str]) -> None:
+    """Pulled runs that were running on the remote keep its LOCK, which
+    names a process on another machine: it becomes ``LOCK.remote`` (as
+    Guild AI marks them, read as running until a sync or pull brings the
+    run's end)."""
+    for run_id in run_ids:
+        guild = runs_dir / run_id / ".guild"
+        lock, remote_lock = guild / "LOCK", guild / "LOCK.remote"
+        if lock.exists():
+            os.replace(lock, remote_lock)
+        else:
+            try:
+                remote_lock.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def delete(remote: "Remote", runs: list, permanent: bool = False) -> None:
+    """Delete remote runs (restorable unless `permanent`), and their
+    mirrors."""
+    remote.delete([run.id for run in runs], permanent=permanent)
+    _drop_mirrors(runs)
+
+
+def restore(remote: "Remote", runs: list) -> None:
+    remote.restore([run.id for run in runs])
+    _drop_mirrors(runs)
+
+
+def purge(remote: "Remote", runs: list) -> None:
+    remote.purge([run.id for run in runs])
+    _drop_mirrors(runs)
+
+
+def _drop_mirrors(runs: list) -> None:
+    # The next view mirrors them again where they are now.
+    for run in runs:
+        shutil.rmtree(run.path, ignore_errors=True)
 
 
 # Imported for annotations only: the protocol lives with the hook specs.

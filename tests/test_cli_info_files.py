@@ -209,7 +209,7 @@ def test_info_sections_escape_control_characters(cli, run):
 
 def test_info_bad_input(cli, run):
     one_error(cli("runs", "info", "deadbeef"), "deadbeef")
-    one_error(cli("runs", "info", "-r", "ec2"), "remote runs are not supported")
+    one_error(cli("runs", "info", "-r", "ec2"), "remote 'ec2' is not defined")
     out = cli("runs", "info", "--no-such-option")
     assert out.exit_code == 2 and "No such option" in out.stderr
 
@@ -311,7 +311,7 @@ def test_ls_bad_input(cli, run):
     one_error(cli("ls", "-p", "nope"), "does not exist")
     one_error(cli("ls", "-p", "../*"), "outside the run directory")
     one_error(cli("ls", "-p", "/etc"), "outside the run directory")
-    one_error(cli("ls", "-r", "ec2"), "remote runs are not supported")
+    one_error(cli("ls", "-r", "ec2"), "remote 'ec2' is not defined")
     one_error(cli("ls", "deadbeef"), "deadbeef")
 
 
@@ -348,7 +348,7 @@ def test_cat_bad_input(cli, run):
     one_error(cli("cat", "-O", "-s"), "--output cannot be used")
     one_error(cli("cat", "-p", "out"), "is a directory")
     one_error(cli("cat", "-s", "-p", "../x"), "outside the run directory")
-    one_error(cli("cat", "-r", "ec2", "-O"), "remote runs are not supported")
+    one_error(cli("cat", "-r", "ec2", "-O"), "remote 'ec2' is not defined")
 
 
 def test_cat_help_covers_every_option(cli):

@@ -15,9 +15,7 @@ HELP_DIR = Path(__file__).parent / "fixtures" / "guildai-help"
 
 # Commands this project does not have yet, and why.
 LATER_COMMANDS = {
-    "remote": "remotes", "remotes": "remotes", "remote-start": "remotes",
-    "remote-status": "remotes", "remote-stop": "remotes", "pull": "remotes",
-    "push": "remotes", "sync": "remotes",
+    "sync": "remotes",
     "view": "the view", "tensorboard": "the view",
     "package": "Guild AI packages", "packages": "Guild AI packages",
     "install": "Guild AI packages", "uninstall": "Guild AI packages",
@@ -50,8 +48,9 @@ def help_files() -> list[Path]:
 def command_args(name: str) -> list[str]:
     if name == "guild":
         return []
-    if name.startswith("runs-"):
-        return ["runs", name[len("runs-"):]]
+    if name.startswith(("runs-", "remote-")):
+        group, _, sub = name.partition("-")
+        return [group, sub]
     return [name]
 
 

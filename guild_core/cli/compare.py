@@ -50,7 +50,7 @@ from .runselect import filter_options, selected_runs
 @click.option("--include-batch", is_flag=True, help="Include batch runs.")
 @click.option("--print-scalars", is_flag=True, help="Show available scalars and exit.")
 @click.option("--tool", metavar="TOOL", help="Compare with TOOL (Guild AI's hiplot; not available yet).")
-@filter_options
+@filter_options(remote="long")
 def compare(runs, table, csv, as_json, print_scalars, tool, rf, **kw):
     """Compare run flags, scalars and attributes.
 

@@ -6,7 +6,7 @@ import click
 
 from guild_core.errors import GuildError
 
-from .runselect import filter_options
+from .runselect import filter_options, with_files
 
 DEFAULT_CMD = "diff -ru"
 
@@ -30,7 +30,7 @@ DEFAULT_CMD = "diff -ru"
 @click.option("-w", "--working", is_flag=True, help="Diff a run's source code with its project directory as it is now.")
 @click.option("-d", "--dir", "dir_", metavar="PATH", help="Diff a run with directory PATH.")
 @click.option("-c", "--cmd", metavar="CMD", help=f"Command used to diff runs (default: '{DEFAULT_CMD}').")
-@filter_options
+@filter_options(remote=True)
 def diff(run, other_run, output, sourcecode, env, flags, attrs, paths, deps, working, dir_, cmd, rf):
     """Diff two runs.
 
@@ -64,9 +64,9 @@ def diff(run, other_run, output, sourcecode, env, flags, attrs, paths, deps, wor
             raise GuildError("--working and --dir cannot both be used")
         if other_run is not None:
             raise GuildError(f"{'--working' if working else '--dir'} diffs one run: give at most one RUN")
-        single = _one_run(rf, run)
+        single = with_files(_one_run(rf, run))
     else:
-        a, b = _runs_to_diff(rf, run, other_run)
+        a, b = map(with_files, _runs_to_diff(rf, run, other_run))
     try:
         if working or dir_:
             pairs = _working_paths(single, tmp, dir_, sourcecode or working, paths)

@@ -25,9 +25,7 @@ from guild_core.runfiles import RunArea as _RunArea
 from guild_core.runfiles import within as _within
 
 from .common import printable
-from .common import REMOTE_LATER
-from .runs import remote_option
-from .runselect import filter_options, selected_run
+from .runselect import filter_options, selected_run, with_files
 
 
 def _inside_run(run, path: str) -> tuple[str, str]:
@@ -161,10 +159,9 @@ def _size(full: str, is_dir: bool) -> int | None:
 @click.option("-n", "--no-format", is_flag=True, help="Show paths without a header or indent.")
 @click.option("-x", "--extended", is_flag=True, help="Show each file's size.")
 @click.option("-h", "--human-readable", is_flag=True, help="With -x, show sizes as 2.0K, 15M...")
-@filter_options
-@remote_option
+@filter_options(remote=True)
 def ls(run, path, sourcecode, dependencies, generated, all_, full_path, follow_links, no_format,
-       extended, human_readable, rf, remote):
+       extended, human_readable, rf):
     """List a run's files (default: the latest run).
 
     RUN is a run id, a unique id prefix or a 1-based index in the list
@@ -196,13 +193,11 @@ def ls(run, path, sourcecode, dependencies, generated, all_, full_path, follow_l
     link that leads elsewhere, or back into a directory being listed,
     is listed but not followed. -f shows full paths and -n bare
     relative paths, both without the header line. -x adds each file's
-    size in bytes, -h (with -x) in K, M, G. Remote runs (-r) are not
-    supported yet."""
-    if remote:
-        raise GuildError(REMOTE_LATER)
+    size in bytes, -h (with -x) in K, M, G. -r lists a run on a remote
+    (`guild remotes`)."""
     from guild_core import runfiles
 
-    target = selected_run(rf, run)
+    target = with_files(selected_run(rf, run))
     root = os.path.normpath(str(target.path))
     spec = _path_spec(target, path, sourcecode) if path else None
     kinds = {k for k, on in (("s", sourcecode), ("d", dependencies), ("g", generated)) if on}
@@ -300,9 +295,8 @@ def _run_file(run, path: str, sourcecode: bool) -> tuple[str, str]:
 @click.option("-s", "--sourcecode", is_flag=True, help="PATH is relative to the run's source code.")
 @click.option("-O", "--output", is_flag=True, help="Show the run's output (not with --path or --sourcecode).")
 @click.option("-pa", "--page", is_flag=True, help="Show in a pager.")
-@filter_options
-@remote_option
-def cat(run, path, sourcecode, output, page, rf, remote):
+@filter_options(remote=True)
+def cat(run, path, sourcecode, output, page, rf):
     """Show a run file or the run's output (default: the latest run).
 
     RUN is a run id, a unique id prefix or a 1-based index in the list
@@ -321,14 +315,12 @@ def cat(run, path, sourcecode, output, page, rf, remote):
 
     --output shows what the run wrote to stdout and stderr; it cannot
     be used with --path or --sourcecode. --page shows the text in a
-    pager. Remote runs (-r) are not supported yet."""
-    if remote:
-        raise GuildError(REMOTE_LATER)
+    pager. -r shows a run on a remote (`guild remotes`)."""
     if output and (path or sourcecode):
         raise GuildError("--output cannot be used with --path or --sourcecode")
     if not path and not output:
         raise GuildError("--path is required unless --output is used", "Try 'guild cat --help' for more information.")
-    target = selected_run(rf, run)
+    target = with_files(selected_run(rf, run))
     if output:
         data = b"".join(line for _t, _s, line in target.iter_output())
         if not data and not target.guild_path("output").exists():

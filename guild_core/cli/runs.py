@@ -12,7 +12,7 @@ from guild_core import util
 from guild_core.errors import GuildError
 from guild_core.run import Run
 
-from .common import REMOTE_LATER, printable
+from .common import printable
 from .runselect import filter_options, filtered_runs, selected_run
 
 RUNS_PER_GROUP = 20
@@ -33,7 +33,7 @@ def list_options(fn):
         ]
     ):
         fn = opt(fn)
-    return filter_options(fn)
+    return filter_options(fn, remote=True)
 
 
 def _list_view(all_, limit, comments, verbose, simplified, as_json):
@@ -182,11 +182,6 @@ def _list_json(run: Run) -> dict:
     return data
 
 
-def remote_option(fn):
-    """Guild AI's ``-r/--remote``: accepted, and refused in one line."""
-    return click.option("-r", "--remote", metavar="REMOTE", help="A run on REMOTE (not supported yet).")(fn)
-
-
 @runs.command("info")
 @click.argument("run", required=False)
 @click.option("-c", "--comments", is_flag=True, help="Show the run's comments.")
@@ -202,9 +197,8 @@ def remote_option(fn):
 @click.option("--json", "as_json", is_flag=True, help="Show as JSON.")
 @click.option("--deleted", is_flag=True, help="Show a deleted run.")
 @click.option("-A", "--archive", metavar="DIR", help="Show a run in an archive directory.")
-@filter_options
-@remote_option
-def info(run, comments, env, deps, manifest, plugins, all_scalars, as_json, deleted, archive, rf, remote):
+@filter_options(remote=True)
+def info(run, comments, env, deps, manifest, plugins, all_scalars, as_json, deleted, archive, rf):
     """Show one run: its attributes, flags and scalars (default: the
     latest run).
 
@@ -225,10 +219,8 @@ def info(run, comments, env, deps, manifest, plugins, all_scalars, as_json, dele
     object.
 
     --deleted shows a run in the trash; -A shows a run in an archive
-    (a directory or a .zip written by `guild export`). Remote runs
-    (-r) are not supported yet."""
-    if remote:
-        raise GuildError(REMOTE_LATER)
+    (a directory or a .zip written by `guild export`); -r a run on a
+    remote (`guild remotes`)."""
     target = selected_run(rf, run, deleted=deleted, archive=archive)
     data = info_data(
         target, comments=comments, env=env, deps=deps, manifest=manifest,

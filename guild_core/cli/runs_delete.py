@@ -7,7 +7,7 @@ import click
 from guild_core import store
 from guild_core.errors import GuildError
 
-from .runselect import confirm_runs, filter_options, report_outcome, selected_runs, still_selected
+from .runselect import confirm_runs, current_remote, filter_options, report_outcome, selected_runs, still_selected
 
 
 def _yes_option(fn):
@@ -19,7 +19,7 @@ def _yes_option(fn):
 @click.option("-p", "--permanent", is_flag=True, help="Delete for good: the runs cannot be restored.")
 @click.option("--force", is_flag=True, help="Stop running runs, then delete them.")
 @_yes_option
-@filter_options
+@filter_options(remote=True)
 def delete(runs, permanent, force, yes, rf):
     """Delete runs (default: all filtered runs, after asking).
 
@@ -30,6 +30,10 @@ def delete(runs, permanent, force, yes, rf):
     selected = selected_runs(rf, runs)
     if not selected:
         click.echo("Nothing to delete.", err=True)
+        return
+    remote = current_remote()
+    if remote is not None:
+        _delete_remote(remote, selected, permanent, yes)
         return
     running = [run for run in selected if run.status == "running"]
     if running and not force:
@@ -60,6 +64,27 @@ def delete(runs, permanent, force, yes, rf):
     click.echo(f"Deleted {len(out.done)} run(s)", err=True)
 
 
+def _delete_remote(remote, selected, permanent: bool, yes: bool) -> None:
+    from guild_core import remotes
+
+    running = [run for run in selected if run.status == "running"]
+    if running:
+        ids = ", ".join(run.short_id for run in running)
+        raise GuildError(f"cannot delete running run(s) {ids} on remote '{remote.name}'")
+    if permanent:
+        confirm_runs(
+            selected,
+            f"WARNING: You are about to permanently delete the following runs on {remote.name}:",
+            "Permanently delete {count} run(s)?",
+            yes,
+            default=False,
+        )
+    else:
+        confirm_runs(selected, f"You are about to delete the following runs on {remote.name}:", "Delete {count} run(s)?", yes)
+    remotes.delete(remote, selected, permanent)
+    click.echo(f"Deleted {len(selected)} run(s)", err=True)
+
+
 def _warn_dependents(selected) -> None:
     """Runs that depend on a run being deleted keep links to it that
     would point at nothing: say so before asking."""
@@ -75,7 +100,7 @@ def _warn_dependents(selected) -> None:
 @click.command("restore")
 @click.argument("runs", nargs=-1)
 @_yes_option
-@filter_options
+@filter_options(remote=True)
 def restore(runs, yes, rf):
     """Restore deleted runs (default: all filtered deleted runs).
 
@@ -86,6 +111,13 @@ def restore(runs, yes, rf):
         click.echo("Nothing to restore.", err=True)
         return
     confirm_runs(selected, "You are about to restore the following runs:", "Restore {count} run(s)?", yes)
+    remote = current_remote()
+    if remote is not None:
+        from guild_core import remotes
+
+        remotes.restore(remote, selected)
+        click.echo(f"Restored {len(selected)} run(s)", err=True)
+        return
     out = store.restore(selected)
     report_outcome(out)
     click.echo(f"Restored {len(out.done)} run(s)", err=True)
@@ -94,7 +126,7 @@ def restore(runs, yes, rf):
 @click.command("purge")
 @click.argument("runs", nargs=-1)
 @_yes_option
-@filter_options
+@filter_options(remote=True)
 def purge(runs, yes, rf):
     """Permanently delete deleted runs (default: all filtered deleted runs).
 
@@ -111,6 +143,13 @@ def purge(runs, yes, rf):
         yes,
         default=False,
     )
+    remote = current_remote()
+    if remote is not None:
+        from guild_core import remotes
+
+        remotes.purge(remote, selected)
+        click.echo(f"Purged {len(selected)} run(s)", err=True)
+        return
     out = store.purge(selected)
     report_outcome(out)
     click.echo(f"Purged {len(out.done)} run(s)", err=True)

@@ -8,6 +8,7 @@ selects runs the same way.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from pathlib import Path
 
@@ -52,13 +53,14 @@ def _check_status_chars(ctx, param, value):
     return value
 
 
-def filter_options(fn=None, *, status_chars: bool = True):
+def filter_options(fn=None, *, status_chars: bool = True, remote: bool = False):
     """Add -F/-S options; the command receives them as ``rf``. Without
     `status_chars`, bare ``-S`` is left to the command (``guild merge``
     has Guild AI's ``-S/--skip-sourcecode``; ``-Sc`` and the other
-    status options stay)."""
+    status options stay). With `remote`, ``-r/--remote NAME`` too: the
+    command's runs are then the remote's (`current_remote`)."""
     if fn is None:
-        return functools.partial(filter_options, status_chars=status_chars)
+        return functools.partial(filter_options, status_chars=status_chars, remote=remote)
     opts = [
         click.option("-F", "--filter", "filter_expr", metavar="EXPR", help="Filter runs using a filter expression."),
         click.option("-Fo", "--operation", "filter_ops", metavar="VAL", multiple=True, help="Filter runs with operations matching VAL."),
@@ -79,14 +81,55 @@ def filter_options(fn=None, *, status_chars: bool = True):
         # `-Set` is `-S et`: several status letters at once.
         opts.append(click.option("-S", "status_chars", hidden=True, callback=_check_status_chars))
 
+    if remote:
+        # remote="long": the command has its own -r (compare: --skip-core).
+        names = ("--remote",) if remote == "long" else ("-r", "--remote")
+        opts.append(click.option(*names, "on_remote", metavar="REMOTE", help="Runs on REMOTE (see 'guild remotes')."))
+
     @functools.wraps(fn)
     def wrapper(*args, **kw):
         kw["rf"] = run_filter({name: kw.pop(name, None) for name in _FILTER_PARAMS})
-        return fn(*args, **kw)
+        name = kw.pop("on_remote", None) if remote else None
+        if not name:
+            return fn(*args, **kw)
+        return _on_remote(name, fn, args, kw)
 
     for opt in reversed(opts):
         wrapper = opt(wrapper)
     return wrapper
+
+
+# The remote a command's runs come from (-r NAME), while it runs.
+_remote: contextvars.ContextVar = contextvars.ContextVar("remote", default=None)
+
+
+def current_remote():
+    """The `Remote` the running command's runs come from, or None."""
+    return _remote.get()
+
+
+def _on_remote(name: str, fn, args, kw):
+    """Run a command over a remote's runs (its local mirror); then send
+    the remote what the command changed of their metadata (a label,
+    tags, a mark, comments)."""
+    from guild_core import remotes
+
+    remote = remotes.get(name)
+    token = _remote.set(remote)
+    _viewed.clear()
+    try:
+        result = fn(*args, **kw)
+        remotes.push_meta_changes(remote, list(_viewed.values()), _before)
+        return result
+    finally:
+        _remote.reset(token)
+        _viewed.clear()
+        _before.clear()
+
+
+# Mirrored runs a command selected, and their metadata when selected.
+_viewed: dict[str, Run] = {}
+_before: dict[str, dict[str, bytes]] = {}
 
 
 def run_filter(params: dict) -> select.RunFilter:
@@ -135,6 +178,21 @@ def filtered_runs(
     deleted: bool = False,
     archive: str | Path | None = None,
 ) -> list[Run]:
+    remote = current_remote()
+    if remote is not None:
+        from guild_core import remotes
+
+        if archive is not None:
+            from guild_core.errors import GuildError
+
+            raise GuildError("--remote and --archive cannot both be used")
+        runs = remotes.view(remote, deleted)
+        listing = remotes.last_listing(remote, deleted)
+        for run in runs:
+            if run.id not in _viewed:
+                _viewed[run.id] = run
+                _before[run.id] = listing.get(run.id, {})
+        return select.filter_runs(runs, rf, extensions() if rf.expr else None)
     if archive is not None and str(archive).lower().endswith(".zip"):
         archive = _extracted_zip(Path(archive))
     runs = select.all_runs(deleted=deleted, archive=archive)
@@ -169,6 +227,26 @@ def selected_runs(
     if not specs:
         return runs
     return select.select(runs, list(specs))
+
+
+def with_files(run: Run) -> Run:
+    """`run`, all its files at hand: a remote's run (-r) is brought into
+    its mirror whole first (cat, ls and diff read more than metadata)."""
+    remote = current_remote()
+    if remote is not None:
+        from guild_core import remotes
+
+        remotes.fetch(remote, run, deleted=run.path.parent.parent.name == "trash")
+    return run
+
+
+def selected_remote_runs(remote, rf: select.RunFilter, specs, deleted: bool = False) -> list[Run]:
+    """`selected_runs` among `remote`'s runs (its local mirror)."""
+    token = _remote.set(remote)
+    try:
+        return selected_runs(rf, specs, deleted)
+    finally:
+        _remote.reset(token)
 
 
 def selected_run(

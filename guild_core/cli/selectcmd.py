@@ -23,7 +23,7 @@ from .runselect import filter_options
 @click.option("-s", "--short-id", is_flag=True, help="Use short ID.")
 @click.option("-a", "--attr", metavar="ATTR", help="Show specified run attribute rather than run ID.")
 @click.option("-p", "--path", "--dir", "path", is_flag=True, help="Show run path.")
-@filter_options
+@filter_options(remote=True)
 def select(runs, all_, min_col, max_col, short_id, attr, path, rf):
     """Select a run and show its ID.
 

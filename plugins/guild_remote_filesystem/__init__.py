@@ -178,9 +178,13 @@ def _copy_run(src: Path, dest: Path, delete: bool):
     if not dest.exists():
         # A new run: copied whole under a hidden name, then renamed.
         tmp = dest.with_name(home.hidden_name(home.TMP_PREFIX, dest.name))
+        from guild_core import faults
+
         try:
             for rel in _ordered(theirs):
                 _copy_file(src / rel, tmp / rel)
+                # A copy killed here leaves a hidden directory only.
+                faults.point("remote.copy.file")
                 moved.files += 1
                 moved.bytes += theirs[rel][0]
             os.replace(tmp, dest)
