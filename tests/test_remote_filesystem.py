@@ -223,3 +223,20 @@ def test_a_third_party_remote_type_works_with_every_command(shared, guild_home, 
     # Disabled, the type is gone and says so.
     disabled = guild("runs", "-r", "v", env={**env, "GUILD_DISABLE_PLUGINS": "vault"})
     one_line_error(disabled, "unknown type 'vault'")
+
+
+def test_secrets_never_travel(shared, guild_home, project):
+    project.write(
+        "guild.yml",
+        "train:\n  main: train\n  env:\n    API_TOKEN: hush-hush-1\n    DB_PASSWORD: hush-hush-2\n    PLAIN: visible\n",
+    )
+    ok(guild("run", "train", "-y"))
+    ok(guild("push", "shared", "-y"))
+    (run_dir,) = [p for p in (shared / "runs").iterdir() if "train" in (p / ".guild/opref").read_text().split()[-1:]]
+    env = (run_dir / ".guild/attrs/env").read_text()
+    assert "PLAIN: visible" in env
+    # The run's records (attributes, output, logs), not the copy of the
+    # project's own guild.yml among its source files.
+    for path in (run_dir / ".guild").rglob("*"):
+        if path.is_file() and "sourcecode" not in path.parts:
+            assert b"hush-hush" not in path.read_bytes(), path
