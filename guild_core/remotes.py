@@ -378,21 +378,34 @@ def push_meta_changes(remote: "Remote", runs: list, before: dict[str, dict[str, 
             remote.write_meta(run.id, changes)
 
 
-def mark_remote_locks(runs_dir: Path, run_ids: list[str]) -> None:
+def mark_remote_locks(runs_dir: Path, run_ids: list[str], remote_name: str) -> None:
     """Pulled runs that were running on the remote keep its LOCK, which
-    names a process on another machine: it becomes ``LOCK.remote`` (as
-    Guild AI marks them, read as running until a sync or pull brings the
-    run's end)."""
+    names a process on another machine: it becomes ``LOCK.remote``,
+    holding the remote's name (as Guild AI marks them, read as running
+    until a sync or pull brings the run's end)."""
+    from . import util
+
     for run_id in run_ids:
         guild = runs_dir / run_id / ".guild"
         lock, remote_lock = guild / "LOCK", guild / "LOCK.remote"
         if lock.exists():
-            os.replace(lock, remote_lock)
+            util.atomic_write(remote_lock, remote_name + "\n")
+            lock.unlink()
         else:
             try:
                 remote_lock.unlink()
             except FileNotFoundError:
                 pass
+
+
+def remote_of(run) -> str | None:
+    """The remote a local run is still running on (its ``LOCK.remote``),
+    None when it is not."""
+    try:
+        name = (run.path / ".guild" / "LOCK.remote").read_text().strip()
+    except OSError:
+        return None
+    return name or None
 
 
 def delete(remote: "Remote", runs: list, permanent: bool = False) -> None:

@@ -15,7 +15,6 @@ HELP_DIR = Path(__file__).parent / "fixtures" / "guildai-help"
 
 # Commands this project does not have yet, and why.
 LATER_COMMANDS = {
-    "sync": "remotes",
     "view": "the view", "tensorboard": "the view",
     "package": "Guild AI packages", "packages": "Guild AI packages",
     "install": "Guild AI packages", "uninstall": "Guild AI packages",

@@ -240,3 +240,30 @@ def test_secrets_never_travel(shared, guild_home, project):
     for path in (run_dir / ".guild").rglob("*"):
         if path.is_file() and "sourcecode" not in path.parts:
             assert b"hush-hush" not in path.read_bytes(), path
+
+
+def test_a_run_pulled_while_running_there_is_synchronized_until_it_stops(shared, guild_home, tmp_path):
+    ok(guild("push", "shared", "-y"))
+    remote_run = next(p for p in (shared / "runs").iterdir() if (p / ".guild/attrs/label").read_text() == "x=4\n")
+    # Running there: its LOCK names a process on that machine.
+    (remote_run / ".guild/LOCK").write_text("12345")
+    (remote_run / ".guild/attrs/exit_status").unlink()
+    other = tmp_path / "other-home"
+    other.mkdir()
+    shutil.copy(guild_home / "config.yml", other / "config.yml")
+    ok(guild("pull", "shared", "-y", home=other))
+    local = other / "runs" / remote_run.name / ".guild"
+    assert (local / "LOCK.remote").read_text() == "shared\n" and not (local / "LOCK").exists()
+    assert "running" in ok(guild("runs", home=other)).stdout.splitlines()[0]
+    # Still running: sync brings what it has so far.
+    (remote_run / "progress.txt").write_text("half way\n")
+    ok(guild("sync", home=other))
+    assert (other / "runs" / remote_run.name / "progress.txt").exists()
+    assert "running" in ok(guild("runs", home=other)).stdout.splitlines()[0]
+    # It ends there; the next sync brings its end.
+    (remote_run / ".guild/LOCK").unlink()
+    (remote_run / ".guild/attrs/exit_status").write_text("0\n")
+    ok(guild("sync", home=other))
+    assert not (local / "LOCK.remote").exists()
+    assert "completed" in ok(guild("runs", home=other)).stdout.splitlines()[0]
+    assert "Nothing to synchronize" in ok(guild("sync", home=other)).stderr

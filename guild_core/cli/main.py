@@ -50,6 +50,7 @@ COMMANDS = {
     "runs": ("guild_core.cli.runs", "runs", "Show or manage runs."),
     "select": ("guild_core.cli.selectcmd", "select", "Print the id of a selected run."),
     "stop": ("guild_core.cli.stop", "stop", "Stop one or more runs."),
+    "sync": ("guild_core.cli.remotes", "sync", "Synchronize remote runs."),
     "sys": ("guild_core.cli.syscmd", "sys_", "System utilities."),
     "tag": ("guild_core.cli.runs_meta", "tag", "Add or delete run tags."),
     "watch": ("guild_core.cli.stop", "watch", "Watch run output."),

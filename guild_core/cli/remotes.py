@@ -141,5 +141,39 @@ def pull(remote_name, runs, delete, yes, rf) -> None:
         moved = rem.pull([run.id for run in selected], dest, delete, progress)
     finally:
         progress.finish()
-    remotes.mark_remote_locks(dest, [run.id for run in selected])
+    remotes.mark_remote_locks(dest, [run.id for run in selected], remote_name)
     click.echo(moved.summary("Pulled"), err=True)
+
+
+@click.command("sync")
+@click.option("-w", "--watch", is_flag=True, help="Keep synchronizing until the runs stop.")
+@click.option("-n", "--interval", type=click.FloatRange(min=0.1), default=60.0, metavar="SECONDS",
+              help="Seconds between synchronizations with --watch (default: 60).")
+@filter_options
+def sync(watch, interval, rf) -> None:
+    """Bring local copies of runs still running on a remote up to date.
+
+    A run pulled while it was running on a remote is marked so
+    (``LOCK.remote``, naming the remote); sync pulls each such run again
+    from its remote, until it has stopped there. With --watch it keeps
+    doing so every --interval seconds while any still runs."""
+    import time
+
+    from guild_core import home, remotes
+
+    while True:
+        live = [run for run in selected_runs(rf, ()) if remotes.remote_of(run)]
+        if not live:
+            click.echo("Nothing to synchronize.", err=True)
+            return
+        by_remote: dict[str, list[str]] = {}
+        for run in live:
+            by_remote.setdefault(remotes.remote_of(run), []).append(run.id)
+        for name, ids in sorted(by_remote.items()):
+            rem = remotes.get(name)
+            moved = rem.pull(ids, home.runs_dir(), False, remotes.Progress(len(ids)))
+            remotes.mark_remote_locks(home.runs_dir(), ids, name)
+            click.echo(f"{name}: " + moved.summary("Synchronized"), err=True)
+        if not watch:
+            return
+        time.sleep(interval)
