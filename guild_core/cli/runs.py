@@ -100,6 +100,10 @@ def _list(all_, more, deleted, archive, as_json, rf, view=None):
         return
     shown = runs_ if all_ or view.get("limit") else runs_[: (more + 1) * RUNS_PER_GROUP]
     rows = _simplified(shown) if view.get("simplified") else format_list(shown)
+    if rows and not (view.get("comments") or view.get("verbose")):
+        # One write: a long listing spends as long in click.echo per row.
+        click.echo("\n".join(rows))
+        rows = []
     for run, line in zip(shown, rows):
         click.echo(line)
         if view.get("comments"):
