@@ -286,6 +286,17 @@ class Remote(Protocol):
     def purge(self, run_ids: list[str]) -> None:
         """Remove deleted runs for good."""
 
+    # Optional: only types that run runs where they are (ssh) have
+    # these; ``guild run -r`` and ``guild stop -r`` say so for others.
+
+    def start(self, run_dir: Path) -> None:
+        """Push the staged run `run_dir` and start it on the remote in
+        the background; return once it has started there."""
+
+    def stop(self, run_ids: list[str], wait: bool = True) -> None:
+        """Stop runs running on the remote (with `wait`, until they
+        end)."""
+
 
 class RegisterRemoteType(Protocol):
     def __call__(

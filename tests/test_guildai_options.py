@@ -26,7 +26,7 @@ LATER_COMMANDS = {
 # not (Guild AI's own test suite and R support), by command ("*": every
 # one).
 LATER_OPTIONS = {
-    "*": {"-r", "--remote"},
+    "*": set(),
     "check": {
         "-T", "--tests", "-t", "--test", "-s", "--skip", "-c", "--concurrency",
         "-f", "--fast", "--force-test", "-r", "--r-script",

@@ -519,3 +519,31 @@ def test_cli_errors_are_one_line(host):
         assert proc.returncode != 0
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and "connection refused" in lines[0], proc.stderr
+
+
+def test_cli_run_watch_stop_and_pull_on_the_host(host, project, tmp_path):
+    """`guild run -r` stages the run here, starts it on the host and
+    returns; `watch -r` shows its output until it ends, `stop -r` stops
+    one, and `pull` brings it back."""
+    if not ACTIVATE_SCRIPT.exists():
+        pytest.skip("not run from a virtualenv: no guild to put on the host's PATH")
+    host.add("h", **{"venv-activate": ACTIVATE})
+    project.write("nap.py", "import time\nsecs = 0.1\ntime.sleep(secs)\nprint('loss: 0.5')\n")
+    before = set(local_runs(host.guild_home))
+    started = ok(guild("run", "-r", "h", "nap.py", "-y"))
+    assert "started on h as" in started.stdout
+    # Nothing stays here: the run lives on the host.
+    assert set(local_runs(host.guild_home)) == before
+    watched = ok(guild("watch", "-r", "h"))
+    assert "loss: 0.5" in watched.stdout and "status of 'completed'" in watched.stderr
+    ok(guild("run", "-r", "h", "nap.py", "secs=60", "-y"))
+    deadline = time.time() + 30
+    while "running" not in ok(guild("runs", "-r", "h")).stdout.splitlines()[0]:
+        assert time.time() < deadline, "the run did not start on the host"
+        time.sleep(0.2)
+    ok(guild("stop", "-r", "h", "-y"))
+    assert "terminated" in ok(guild("runs", "-r", "h")).stdout.splitlines()[0]
+    pulled = ok(guild("pull", "h", "-Fo", "nap.py", "-y"))
+    assert pulled.stderr.strip().splitlines()[-1].startswith("Pulled 2 runs")
+    listed = ok(guild("runs", "-Fo", "nap.py")).stdout.splitlines()
+    assert "terminated" in listed[0] and "completed" in listed[1]

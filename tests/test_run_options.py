@@ -203,10 +203,16 @@ def test_keep_run_and_keep_batch(cli, proj, guild_home):
     assert any(r["operation"] == "train.py+" for r in runs(cli))
 
 
-def test_remote_options_say_they_come_later(cli, proj):
-    for args in (("-r", "cloud"), ("--remote", "cloud"), ("-n",)):
+def test_remote_options_refused_in_one_line(cli, proj, guild_home, tmp_path):
+    (guild_home / "config.yml").write_text(f"remotes:\n  drive:\n    type: filesystem\n    root: {tmp_path}\n")
+    for args, text in (
+        (("-r", "cloud"), "remote 'cloud' is not defined"),
+        (("--remote", "cloud"), "remote 'cloud' is not defined"),
+        (("-n",), "--no-wait needs --remote"),
+        (("-r", "drive"), "remote 'drive' cannot start runs"),
+    ):
         result = cli("run", "train.py", *args, "-y")
-        assert result.exit_code == 1 and "remote runs are not supported yet" in result.stderr
+        assert result.exit_code == 1 and text in result.stderr, (args, result.stderr)
     assert runs(cli) == []
 
 

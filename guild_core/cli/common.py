@@ -18,8 +18,6 @@ _CONTROL_P = re.compile("[\x00-\x1f\x7f-\x9f]")
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
-# What an option that needs a remote says until remotes exist.
-REMOTE_LATER = "remote runs are not supported yet"
 
 
 def printable(text) -> str:

@@ -150,7 +150,8 @@ class _Check:
 @click.option("--version", "required", metavar="REQUIRED", help="Fail unless guild's version matches REQUIRED (e.g. '>=0.1').")
 @click.option("--notify", is_flag=True, help="Send a desktop notification (notify-send) with the result.")
 @click.option("--offline/--no-offline", default=None, help="Accepted for Guild AI scripts: guild never checks online.")
-def check(env, tensorflow, pytorch, no_info, verbose, space, required, notify, offline):
+@click.option("--remote", metavar="REMOTE", help="Check REMOTE instead (as 'guild remote status -v').")
+def check(env, tensorflow, pytorch, no_info, verbose, space, required, notify, offline, remote):
     """Show the Guild setup: versions, the Guild home, plugins.
 
     Prints guild's version and install location, the Guild home and
@@ -164,8 +165,16 @@ def check(env, tensorflow, pytorch, no_info, verbose, space, required, notify, o
     --version REQUIRED checks guild's version against a requirement
     such as '>=0.1' or '0.1.*' (a bare version means ==) and fails when
     it does not match; quote it in the shell. check exits with status 1
-    when something it checks is missing or broken.
+    when something it checks is missing or broken. --remote checks a
+    remote: where it is and whether it is reachable.
     """
+    if remote:
+        from guild_core import remotes
+
+        rem = remotes.get(remote)
+        click.echo(f"{remote}: {rem.describe()}")
+        click.echo(rem.status())
+        return
     try:
         _check(env, tensorflow, pytorch, no_info, verbose, space, required)
     except GuildError as e:

@@ -13,7 +13,7 @@ import click
 from guild_core import flags as flagslib
 from guild_core.errors import FlagError, GuildError
 from guild_core.flagdefs import FlagDef
-from guild_core.cli.common import REMOTE_LATER, confirm, flag_detector, flags_launcher, plugin_manager, printable
+from guild_core.cli.common import confirm, flag_detector, flags_launcher, plugin_manager, printable
 
 
 @click.command(context_settings={"ignore_unknown_options": False, "help_option_names": ["--help"]})
@@ -45,7 +45,7 @@ from guild_core.cli.common import REMOTE_LATER, confirm, flag_detector, flags_la
 @click.option("--random-seed", type=int, metavar="N", help="Seed for batch sampling.")
 @click.option("--debug-sourcecode", metavar="PATH", help="Import the run's Python modules from PATH, not its source code copy.")
 @click.option("--stage-trials", is_flag=True, help="Create batch trials as staged runs.")
-@click.option("-r", "--remote", metavar="REMOTE", help="Run on REMOTE (not supported yet).")
+@click.option("-r", "--remote", metavar="REMOTE", help="Run on REMOTE, a remote that runs runs (ssh).")
 @click.option("-y", "--yes", is_flag=True, help="Do not prompt before running.")
 @click.option("-f", "--force-flags", is_flag=True, help="Accept flags the operation does not define.")
 @click.option("--force-deps", is_flag=True, help="Run even when a dependency cannot be resolved (with a warning).")
@@ -83,8 +83,13 @@ def run(opspec, flags, label, tags, comment, edit_comment, edit_flags, run_dir, 
     (range[1:5]), search ranges (uniform[0:1]) and @FILE batch files run
     a batch of trials.
     """
-    if remote or no_wait:
-        raise GuildError(REMOTE_LATER if remote else f"--no-wait needs --remote, and {REMOTE_LATER}")
+    if no_wait and not remote:
+        raise GuildError("--no-wait needs --remote")
+    on_remote = _remote_runner(remote) if remote else None
+    if on_remote is not None:
+        if restart or proto or background or pidfile or run_dir or stage_dir or stage:
+            raise GuildError("--remote starts a new run there: it cannot be used with --restart/--start, --proto, --background, --pidfile, --run-dir, --stage-dir or --stage")
+        stage = True
     if gpus is not None and no_gpus:
         raise GuildError("--gpus and --no-gpus cannot both be used")
     if run_dir and stage_dir:
@@ -176,6 +181,8 @@ def run(opspec, flags, label, tags, comment, edit_comment, edit_flags, run_dir, 
         from guild_core import steps as stepslib
 
         if stepslib.is_pipeline(opdef):
+            if on_remote is not None:
+                raise GuildError(f"cannot run pipeline {opdef.name} on remote '{remote}' yet: run it there")
             if _wants_batch(batch_opts) or _is_batch(flag_vals, user_flags, opdef.flagdefs):
                 raise GuildError(f"cannot run pipeline {opdef.name} as a batch: give each flag one value")
             _run_pipeline(opdef, flag_vals, user_flags, run_params, batch_opts, print_cmd, pidfile)
@@ -183,6 +190,9 @@ def run(opspec, flags, label, tags, comment, edit_comment, edit_flags, run_dir, 
         _warn(f"operation '{opdef.name}' has both {'main' if 'main' in opdef.data else 'exec'} and steps: steps ignored")
     if _wants_batch(batch_opts) or _is_batch(flag_vals, user_flags, opdef.flagdefs):
         from guild_core.cli.batch import BatchArgs, run_batch
+
+        if on_remote is not None:
+            raise GuildError(f"cannot run a batch on remote '{remote}' yet: give each flag one value")
 
         # One selection for every trial, made before the batch exists.
         resolved = _resolve(deps, dep_values, opdef.project_dir, flag_vals, extra.force_deps)
@@ -207,8 +217,8 @@ def run(opspec, flags, label, tags, comment, edit_comment, edit_flags, run_dir, 
     if batch_opts.get("needed") and _skip_needed(opdef, flag_vals):
         return
     resolved = _resolve(deps, dep_values, opdef.project_dir, flag_vals, extra.force_deps)
-    action = "stage" if stage else "run"
-    if not yes and not confirm(_preview(f"You are about to {action} {opdef.name}", flag_vals, resolved)):
+    action = f"run {opdef.name} on {remote}" if on_remote is not None else f"{'stage' if stage else 'run'} {opdef.name}"
+    if not yes and not confirm(_preview(f"You are about to {action}", flag_vals, resolved)):
         # As Guild AI: declining is not an error.
         return
     new_run = runner.create_run(
@@ -218,12 +228,42 @@ def run(opspec, flags, label, tags, comment, edit_comment, edit_flags, run_dir, 
     )
     if extra.run_dir and not quiet:
         click.echo(f"Run directory is '{new_run.path}' (results will not be visible to Guild)", err=True)
+    if on_remote is not None:
+        _start_remote(on_remote, new_run, opdef.name, quiet)
+        return
     if stage:
         if not quiet:
             click.echo(f"{opdef.name} staged as {new_run.id}")
             click.echo(f"To start the operation, use 'guild run --start {new_run.id}'")
         return
     _start(new_run, opdef.name, background, pidfile, quiet)
+
+
+def _remote_runner(name: str):
+    """Remote `name`, when its type can start runs."""
+    from guild_core import remotes
+
+    remote = remotes.get(name)
+    if not callable(getattr(remote, "start", None)):
+        raise GuildError(f"remote '{name}' cannot start runs: only a remote that runs them (ssh) can")
+    return remote
+
+
+def _start_remote(remote, new_run, op_name: str, quiet: bool) -> None:
+    """Start a run staged here on `remote`; the staged copy here goes
+    once the remote has it (the run lives there: `guild pull` brings it
+    back)."""
+    import shutil
+
+    try:
+        remote.start(new_run.path)
+    except BaseException:
+        shutil.rmtree(new_run.path, ignore_errors=True)
+        raise
+    shutil.rmtree(new_run.path, ignore_errors=True)
+    if not quiet:
+        click.echo(f"{op_name} started on {remote.name} as {new_run.id}")
+        click.echo(f"To watch its output, use 'guild watch -r {remote.name} {new_run.id[:8]}'")
 
 
 def _run_pipeline(opdef, flag_vals, user_flags, run_params, batch_opts, print_cmd, pidfile=None):
