@@ -5,12 +5,16 @@ directory with the layout of a Guild home, such as an NFS mount or a
 shared drive: runs under ``DIR/runs/<id>/``, deleted runs under
 ``DIR/trash/runs/<id>/``, so a Guild home is itself such a remote.
 
-A run is copied in under a hidden name beside its final one and
-renamed into place when complete; a run already there gets each
-changed file written under a hidden name and renamed over the old one,
-its metadata last. A copy interrupted at any point leaves at most a
-hidden directory or file, which nothing lists and the next copy
-replaces.
+A run is copied in under a hidden name beside its final one
+(``.guild-push-ID-RANDOM``) and renamed into place when complete; a run
+already there gets each changed file written under a hidden name and
+renamed over the old one, its metadata last. A copy interrupted at any
+point leaves at most a hidden directory or file, which nothing lists.
+
+The directory may be shared by several machines (NFS), so a copy in
+progress is not recognised by its process, which another machine cannot
+see, but by its age: a push of a run removes that run's hidden copies
+untouched for `STALE_SECONDS`, and any untouched for a week.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from guild_core.hookspecs import hookimpl
+
+STAGING_PREFIX = ".guild-push-"
+STALE_SECONDS = 600
 
 
 @hookimpl
@@ -85,13 +92,10 @@ class FilesystemRemote:
     def push(self, run_dirs: list[Path], delete: bool, progress):
         from guild_core import remotes
 
-        from guild_core import store
-
         total = remotes.Transfer()
         dest_root = self._runs()
         dest_root.mkdir(parents=True, exist_ok=True)
-        # What an interrupted push left (a hidden copy) goes first.
-        store.sweep(dest_root)
+        _remove_stale(dest_root, "", 7 * 86400)
         for run_dir in run_dirs:
             moved = _copy_run(run_dir, dest_root / run_dir.name, delete)
             total.add(moved)
@@ -104,6 +108,7 @@ class FilesystemRemote:
         total = remotes.Transfer()
         src_root = self._runs()
         dest.mkdir(parents=True, exist_ok=True)
+        _remove_stale(dest, "", 7 * 86400)
         for run_id in run_ids:
             moved = _copy_run(src_root / run_id, dest / run_id, delete)
             total.add(moved)
@@ -132,6 +137,10 @@ class FilesystemRemote:
         trash.mkdir(parents=True, exist_ok=True)
         for run_id in run_ids:
             src = self._runs() / run_id
+            if not src.is_dir():
+                from guild_core.errors import GuildError
+
+                raise GuildError(f"remote '{self.name}' has no run {run_id[:8]}")
             if permanent:
                 _remove(src)
             else:
@@ -146,11 +155,37 @@ class FilesystemRemote:
                 from guild_core.errors import GuildError
 
                 raise GuildError(f"remote '{self.name}': run {run_id[:8]} exists, not restored over")
-            os.replace(self._runs(deleted=True) / run_id, runs / run_id)
+            deleted = self._runs(deleted=True) / run_id
+            if not deleted.is_dir():
+                from guild_core.errors import GuildError
+
+                raise GuildError(f"remote '{self.name}' has no deleted run {run_id[:8]}")
+            os.replace(deleted, runs / run_id)
 
     def purge(self, run_ids: list[str]) -> None:
         for run_id in run_ids:
             _remove(self._runs(deleted=True) / run_id)
+
+
+def _remove_stale(root: Path, run_id: str, age: float) -> None:
+    """Remove hidden copies (of `run_id`, or of any run) untouched for
+    `age` seconds: copies whose push was interrupted."""
+    import time
+
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    prefix = f"{STAGING_PREFIX}{run_id}"
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        path = root / name
+        try:
+            if time.time() - path.stat().st_mtime > age:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _remove(path: Path) -> None:
@@ -168,16 +203,17 @@ def _remove(path: Path) -> None:
 def _copy_run(src: Path, dest: Path, delete: bool):
     """Make `dest` a copy of run directory `src`: only changed files
     (size or time) are written, the run's metadata last."""
-    from guild_core import home, remotes
+    from guild_core import remotes
     from guild_core.errors import GuildError
 
     moved = remotes.Transfer(run_ids=[src.name])
+    _remove_stale(dest.parent, dest.name + "-", STALE_SECONDS)
     theirs = remotes.manifest(src)
     if not theirs:
         raise GuildError(f"run {src.name[:8]} is not at {src.parent}")
     if not dest.exists():
         # A new run: copied whole under a hidden name, then renamed.
-        tmp = dest.with_name(home.hidden_name(home.TMP_PREFIX, dest.name))
+        tmp = dest.with_name(f"{STAGING_PREFIX}{dest.name}-{uuid.uuid4().hex[:8]}")
         from guild_core import faults
 
         try:
