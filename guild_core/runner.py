@@ -764,7 +764,7 @@ def start(
     from . import scalars as scalarslib
     from . import tfevents
 
-    cmd = run.get("cmd") or []
+    cmd = _here(run.get("cmd") or [])
     if not cmd:
         raise GuildError(f"run {run.id} has no command")
     op = run.get("op") or {}
@@ -873,6 +873,16 @@ def start(
     if exit_status == 0 and op.get("delete-on-success") and not params.get("keep_run"):
         _delete_interim(run)
     return exit_status
+
+
+def _here(cmd: list) -> list:
+    """`cmd` as this machine can run it: a run staged on another machine
+    (`guild run -r`) names that machine's Python, which need not exist
+    here; this guild's Python runs it instead."""
+    if cmd and isinstance(cmd[0], str) and os.path.isabs(cmd[0]) and not os.path.exists(cmd[0]):
+        if os.path.basename(cmd[0]).startswith("python"):
+            return [sys.executable, *cmd[1:]]
+    return cmd
 
 
 def debug_command(cmd: list[str], break_at: str | None, on_error: bool) -> list[str]:

@@ -286,3 +286,15 @@ def options_of(help_text: str) -> set[str]:
             if name.startswith("-"):
                 names.add(name)
     return names
+
+
+def test_a_run_staged_on_another_machine_starts_with_this_python(cli, proj):
+    """`guild run -r` stages a run here and the host's guild starts it:
+    the Python the run names is this machine's, absent there."""
+    assert cli("run", "train.py", "--stage", "-y").exit_code == 0
+    run = latest(cli)
+    cmd = run.get("cmd")
+    assert cmd[0] == sys.executable
+    run.write_attr("cmd", ["/nonexistent/bin/python3.11", *cmd[1:]])
+    assert cli("run", "--start", run.id, "-y").exit_code == 0
+    assert runs(cli)[0]["status"] == "completed"
