@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -302,22 +303,103 @@ def mirror_root(name: str, deleted: bool = False) -> Path:
 def view(remote: "Remote", deleted: bool = False) -> list:
     """The remote's runs (or deleted runs) as `Run` objects over the
     local mirror, refreshed from `remote.list_runs`: every command that
-    reads runs works over them unchanged."""
+    reads runs works over them unchanged.
+
+    A run is written into the mirror only when what the remote lists of
+    it changed (a digest per run, kept beside the mirror), under a
+    hidden name renamed into place: the mirror is a cache, rebuilt
+    from the remote whenever it is wrong or gone."""
+    import json
+
+    from . import util
     from .run import RUN_ID_P, runs_in
 
-    listing = remote.list_runs(deleted=deleted)
+    listing = {
+        run_id: _safe(remote.name, run_id, files)
+        for run_id, files in remote.list_runs(deleted=deleted).items()
+        if RUN_ID_P.match(run_id)
+    }
     _listings[(remote.name, deleted)] = listing
     root = mirror_root(remote.name, deleted)
     root.mkdir(parents=True, exist_ok=True)
+    stamps_path = root.parent / (("trash-" if deleted else "") + "mirror-digests.json")
+    try:
+        stamps = json.loads(stamps_path.read_text())
+        if not isinstance(stamps, dict):
+            stamps = {}
+    except (OSError, ValueError):
+        stamps = {}
     for name in os.listdir(root):
         if name not in listing:
             shutil.rmtree(root / name, ignore_errors=True)
+            stamps.pop(name, None)
+    changed = False
     for run_id, files in listing.items():
-        if not RUN_ID_P.match(run_id):
+        digest = _digest(files)
+        if stamps.get(run_id) == digest and (root / run_id).is_dir():
             continue
         _mirror(root / run_id, files)
-    return runs_in(root)
+        stamps[run_id] = digest
+        changed = True
+    if changed or len(stamps) != len(listing):
+        stamps = {k: v for k, v in stamps.items() if k in listing}
+        util.atomic_write(stamps_path, json.dumps(stamps))
+    runs = runs_in(root)
+    # A time too close to now may not change when written to again in
+    # the same clock tick: those runs are compared by content instead.
+    trusted = time.time_ns() - 2_000_000_000
+    for run in runs:
+        when = _attrs_time(run.path)
+        _attr_times[(remote.name, run.id)] = when if when < trusted else None
+    return runs
 
+
+def _safe(remote_name: str, run_id: str, files: dict[str, bytes]) -> dict[str, bytes]:
+    """`files` without any path that is not a metadata path inside the
+    run (absolute, with ``..``, or not one of `META_PATTERNS`): a remote
+    must not write outside the mirror."""
+    import sys
+
+    safe = {}
+    for rel, data in files.items():
+        parts = rel.split("/")
+        if (
+            rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts)
+            or not is_meta(rel) or not isinstance(data, bytes)
+        ):
+            sys.stderr.write(f"WARNING: remote '{remote_name}': ignoring {rel!r} of run {run_id[:8]}\n")
+            continue
+        safe[rel] = data
+    return safe
+
+
+def _digest(files: dict[str, bytes]) -> str:
+    from . import util
+
+    h = util.md5()
+    for rel in sorted(files):
+        h.update(rel.encode() + b"\0" + str(len(files[rel])).encode() + b"\0")
+        h.update(files[rel])
+    return h.hexdigest()
+
+
+def _attrs_time(run_dir: Path) -> int:
+    """The newest time of a mirrored run's attributes (the directory, and
+    each file: a write in place changes only the file's)."""
+    attrs = run_dir / ".guild" / "attrs"
+    try:
+        newest = os.stat(attrs).st_mtime_ns
+        with os.scandir(attrs) as entries:
+            for entry in entries:
+                newest = max(newest, entry.stat().st_mtime_ns)
+    except OSError:
+        return 0
+    return newest
+
+
+# (remote, run id) -> the mirror's .guild/attrs time when viewed: a run
+# whose attributes a command changed has a newer one.
+_attr_times: dict[tuple[str, str], int | None] = {}
 
 _listings: dict[tuple[str, bool], dict[str, dict[str, bytes]]] = {}
 
@@ -329,29 +411,30 @@ def last_listing(remote: "Remote", deleted: bool = False) -> dict[str, dict[str,
 
 
 def _mirror(run_dir: Path, files: dict[str, bytes]) -> None:
-    """Make the metadata files of `run_dir` exactly `files`."""
-    from . import util
+    """Make `run_dir` a mirror of a run whose metadata files are `files`:
+    written plainly under a hidden name, then renamed over the old one
+    (whose other files, fetched for a command, are fetched again when
+    needed)."""
+    from . import home
 
-    wanted = {".guild/LOCK.remote" if rel == ".guild/LOCK" else rel for rel in files}
-    existing = {rel for rel in manifest(run_dir) if is_meta(rel)} if run_dir.exists() else set()
-    for rel in existing - wanted:
-        try:
-            (run_dir / rel).unlink()
-        except OSError:
-            pass
+    tmp = run_dir.with_name(home.hidden_name(home.TMP_PREFIX, run_dir.name))
+    shutil.rmtree(tmp, ignore_errors=True)
     for rel, data in files.items():
         if rel == ".guild/LOCK":
             # A process on the remote's machine: here it is a run still
             # running there (as Guild AI marks one it pulled).
             rel = ".guild/LOCK.remote"
-        path = run_dir / rel
-        try:
-            if path.read_bytes() == data:
-                continue
-        except OSError:
-            pass
+        path = tmp / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        util.atomic_write(path, data)
+        path.write_bytes(data)
+    (tmp / ".guild" / "attrs").mkdir(parents=True, exist_ok=True)
+    if run_dir.exists():
+        old = run_dir.with_name(home.hidden_name(home.DELETING_PREFIX, run_dir.name))
+        os.replace(run_dir, old)
+        os.replace(tmp, run_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, run_dir)
 
 
 def fetch(remote: "Remote", run, deleted: bool = False) -> None:
@@ -367,6 +450,9 @@ def push_meta_changes(remote: "Remote", runs: list, before: dict[str, dict[str, 
     for run in runs:
         if not run.path.is_dir():
             continue  # deleted or moved by the command itself
+        viewed = _attr_times.get((remote.name, run.id))
+        if viewed is not None and _attrs_time(run.path) == viewed:
+            continue  # its attributes were not written
         # Attributes only: markers and event files are the remote's.
         now = {rel: data for rel, data in meta_files(run.path).items() if rel.startswith(".guild/attrs/")}
         old = {rel: data for rel, data in before.get(run.id, {}).items() if rel.startswith(".guild/attrs/")}

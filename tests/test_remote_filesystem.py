@@ -274,3 +274,28 @@ def test_a_run_pulled_while_running_there_is_synchronized_until_it_stops(shared,
     assert not (local / "LOCK.remote").exists()
     assert "completed" in ok(guild("runs", home=other)).stdout.splitlines()[0]
     assert "Nothing to synchronize" in ok(guild("sync", home=other)).stderr
+
+
+def test_a_remote_cannot_write_outside_the_mirror(guild_home, tmp_path, capsys):
+    from guild_core import remotes
+
+    class Hostile:
+        name = "hostile"
+
+        def list_runs(self, deleted=False):
+            return {
+                "a" * 32: {
+                    ".guild/opref": b"script:/p '' '' t.py\n",
+                    ".guild/attrs/../../../../escaped": b"x",
+                    "/etc/escaped": b"x",
+                    ".guild/attrs/label": b"fine\n",
+                    "notes.txt": b"not metadata",
+                },
+                "../../up": {".guild/opref": b"x"},
+            }
+
+    (run,) = remotes.view(Hostile())
+    assert run.get("label") == "fine"
+    found = sorted(p.relative_to(guild_home).as_posix() for p in guild_home.rglob("*") if p.is_file())
+    assert not any("escaped" in f or "notes.txt" in f or "up" in f.split("/") for f in found), found
+    assert capsys.readouterr().err.count("WARNING: remote 'hostile': ignoring") == 3

@@ -68,7 +68,7 @@ def _remove_parts(parts, label: str) -> str:
 @click.option("-rm", "--remove", metavar="VAL", multiple=True, help="Remove VAL, a word, from the label (repeatable).")
 @click.option("-c", "--clear", is_flag=True, help="Clear the label.")
 @click.option("-y", "--yes", is_flag=True, help="Do not prompt.")
-@filter_options(remote=True)
+@filter_options(remote="meta")
 def label(runs, set_, append, prepend, remove, clear, yes, rf):
     """Set, change or clear run labels (default: the latest run)."""
     _exclusive(set=set_, append=append, prepend=prepend, remove=remove, clear=clear)
@@ -123,7 +123,7 @@ def label(runs, set_, append, prepend, remove, clear, yes, rf):
 @click.option("-s", "--sync-labels", is_flag=True, help="Update labels to show added and drop deleted tags.")
 @click.option("--list-all", is_flag=True, help="List every tag the runs use (default: all runs that pass the filters), one per line.")
 @click.option("-y", "--yes", is_flag=True, help="Do not prompt.")
-@filter_options(remote=True)
+@filter_options(remote="meta")
 def tag(runs, add, delete, clear, sync_labels, list_all, yes, rf):
     """Add or delete run tags (default: the latest run), or list them."""
     if list_all:
@@ -163,7 +163,7 @@ def tag(runs, add, delete, clear, sync_labels, list_all, yes, rf):
 @click.argument("runs", nargs=-1)
 @click.option("-c", "--clear", is_flag=True, help="Unmark the runs (default: all marked runs).")
 @click.option("-y", "--yes", is_flag=True, help="Do not prompt.")
-@filter_options(remote=True)
+@filter_options(remote="meta")
 def mark(runs, clear, yes, rf):
     """Mark runs (default: the latest run).
 
@@ -200,7 +200,7 @@ def mark(runs, clear, yes, rf):
 @click.option("-c", "--clear", is_flag=True, help="Delete all comments.")
 @click.option("-u", "--user", metavar="USER", help="Comment as USER or USER@HOST (default: you).")
 @click.option("-y", "--yes", is_flag=True, help="Do not prompt.")
-@filter_options(remote=True)
+@filter_options(remote="meta")
 def comment(runs, list_, add, message, edit, delete, clear, user, yes, rf):
     """Add, list or delete run comments (default: the latest run)."""
     if add and message:

@@ -58,7 +58,9 @@ def filter_options(fn=None, *, status_chars: bool = True, remote: bool = False):
     `status_chars`, bare ``-S`` is left to the command (``guild merge``
     has Guild AI's ``-S/--skip-sourcecode``; ``-Sc`` and the other
     status options stay). With `remote`, ``-r/--remote NAME`` too: the
-    command's runs are then the remote's (`current_remote`)."""
+    command's runs are then the remote's (`current_remote`); "long" for
+    ``--remote`` alone, "meta" for a command that changes runs'
+    attributes, which are then sent to the remote."""
     if fn is None:
         return functools.partial(filter_options, status_chars=status_chars, remote=remote)
     opts = [
@@ -92,7 +94,7 @@ def filter_options(fn=None, *, status_chars: bool = True, remote: bool = False):
         name = kw.pop("on_remote", None) if remote else None
         if not name:
             return fn(*args, **kw)
-        return _on_remote(name, fn, args, kw)
+        return _on_remote(name, fn, args, kw, writes=remote == "meta")
 
     for opt in reversed(opts):
         wrapper = opt(wrapper)
@@ -108,10 +110,10 @@ def current_remote():
     return _remote.get()
 
 
-def _on_remote(name: str, fn, args, kw):
-    """Run a command over a remote's runs (its local mirror); then send
-    the remote what the command changed of their metadata (a label,
-    tags, a mark, comments)."""
+def _on_remote(name: str, fn, args, kw, writes: bool):
+    """Run a command over a remote's runs (its local mirror); then, for
+    a command that `writes` them, send the remote what it changed of
+    their attributes (a label, tags, a mark, comments)."""
     from guild_core import remotes
 
     remote = remotes.get(name)
@@ -119,7 +121,8 @@ def _on_remote(name: str, fn, args, kw):
     _viewed.clear()
     try:
         result = fn(*args, **kw)
-        remotes.push_meta_changes(remote, list(_viewed.values()), _before)
+        if writes:
+            remotes.push_meta_changes(remote, list(_viewed.values()), _before)
         return result
     finally:
         _remote.reset(token)
