@@ -219,9 +219,23 @@ def test_a_third_party_remote_type_works_with_every_command(shared, guild_home, 
     out = ok(guild("runs", "--json", "-r", "v", "-F", "loss < 0.6", env=env))
     assert sorted(r["label"] for r in json.loads(out.stdout)) == ["x=2", "x=4"]
     ok(guild("label", "-r", "v", "--set", "kept", "1", "-y", env=env))
+    ok(guild("tag", "-r", "v", "--add", "blue", "1", "-y", env=env))
+    ok(guild("mark", "-r", "v", "1", "-y", env=env))
+    ok(guild("comment", "-r", "v", "1", "-m", "looks good", "-y", env=env))
+    info = ok(guild("runs", "info", "-r", "v", "1", "-c", env=env)).stdout
+    assert "kept" in info and "blue" in info and "looks good" in info
+    assert "[marked]" in ok(guild("runs", "-r", "v", env=env)).stdout.splitlines()[0]
+    assert "loss: 0.25" in ok(guild("cat", "-r", "v", "-O", "1", env=env)).stdout
+    assert "train.py" in ok(guild("ls", "-r", "v", "1", env=env)).stdout
+    assert len(ok(guild("compare", "--remote", "v", "--csv", "-", env=env)).stdout.splitlines()) == 4
+    assert len(ok(guild("select", "-r", "v", "1", env=env)).stdout.strip()) == 32
+    ok(guild("diff", "-r", "v", "1", "2", "--flags", "-c", "true", env=env))
     ok(guild("runs", "delete", "-r", "v", "2", "-y", env=env))
     assert len(json.loads(ok(guild("runs", "--json", "-r", "v", "-d", env=env)).stdout)) == 1
     ok(guild("runs", "restore", "-r", "v", "-y", env=env))
+    ok(guild("runs", "delete", "-r", "v", "3", "-y", env=env))
+    ok(guild("runs", "purge", "-r", "v", "-y", env=env))
+    assert json.loads(ok(guild("runs", "--json", "-r", "v", "-d", env=env)).stdout) == []
     other = tmp_path / "other-home"
     other.mkdir()
     shutil.copy(guild_home / "config.yml", other / "config.yml")
