@@ -86,17 +86,6 @@ class OpRef:
         return f"{self.model}:{self.op}" if self.model else self.op
 
     @property
-    def has_proto(self) -> bool:
-        """Whether the run has a ``.guild/proto`` (a batch's trial
-        prototype), as the run index saw it when it comes from there."""
-        if self._index is not None:
-            self._primed()
-        proto_line = self._cache.get("proto_opref", _MISSING)
-        if proto_line is not _MISSING:
-            return proto_line is not None
-        return self.guild_path("proto").is_dir()
-
-    @property
     def project_dir(self) -> str | None:
         if self.type == "script":
             return self.location
