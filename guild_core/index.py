@@ -83,7 +83,7 @@ _ENV_DATA = getattr(os.environ, "_data", None) if os.name == "posix" else None
 
 
 def enabled() -> bool:
-    return not _env(b"GUILD_NO_INDEX")
+    return not _env(b"GUILDNO_INDEX")
 
 
 def db_path() -> Path:
@@ -963,16 +963,18 @@ def scalar_summaries(run):
     return {r[0]: _summary(r[1:]) for r in found}
 
 
-_NO_INDEX = object()
+# What `tag_summary` returns when the index cannot answer (None means
+# the run has no such scalar).
+NO_INDEX = object()
 
 
 def tag_summary(run, tag: str):
     """`run`'s summary of scalar `tag` (None if it never logged it), as
-    `scalar_summaries` finds it, reading only that tag; `_NO_INDEX`
+    `scalar_summaries` finds it, reading only that tag; `NO_INDEX`
     when the index cannot be used."""
     fresh = _fresh_scalars(run)
     if fresh is None:
-        return _NO_INDEX
+        return NO_INDEX
     if not isinstance(fresh, tuple):
         flat = fresh.get(tag)
         return _summary(flat) if flat else None
@@ -994,7 +996,7 @@ def tag_summary(run, tag: str):
                 (root, run.id, tag),
             ).fetchone()
     except _sqlite().Error:
-        return _NO_INDEX
+        return NO_INDEX
     return _summary(found) if found else None
 
 

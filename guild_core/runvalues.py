@@ -101,7 +101,7 @@ class RunValues:
 
             # One tag, read for every run of a filter in one query.
             summ = index.tag_summary(self.run, tag)
-            if summ is index._NO_INDEX:
+            if summ is index.NO_INDEX:
                 summ = self.scalars().get(tag)
         else:
             summ = self.scalars().get(tag)

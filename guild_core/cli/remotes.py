@@ -6,7 +6,7 @@ import click
 
 from guild_core.errors import GuildError
 
-from .runselect import confirm_runs, filter_options, format_preview, selected_runs
+from .runselect import confirm_runs, filter_options, selected_runs
 
 
 @click.command("remotes")
@@ -127,14 +127,12 @@ def pull(remote_name, runs, delete, yes, rf) -> None:
     if not selected:
         click.echo("Nothing to pull.", err=True)
         return
-    if not yes:
-        click.echo(f"You are about to copy (pull) the following runs from {remote_name}:", err=True)
-        for line in format_preview(selected):
-            click.echo(line, err=True)
-        from .common import confirm
-
-        if not confirm("Continue?", True):
-            raise SystemExit(1)
+    confirm_runs(
+        selected,
+        f"You are about to copy (pull) the following runs from {remote_name}:",
+        "Continue?",
+        yes,
+    )
     progress = remotes.Progress(len(selected))
     dest = home.runs_dir()
     try:
