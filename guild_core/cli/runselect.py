@@ -122,17 +122,16 @@ def _on_remote(name: str, fn, args, kw, writes: bool):
     try:
         result = fn(*args, **kw)
         if writes:
-            remotes.push_meta_changes(remote, list(_viewed.values()), _before)
+            listed = {**remotes.last_listing(remote, deleted=True), **remotes.last_listing(remote)}
+            remotes.push_meta_changes(remote, list(_viewed.values()), listed)
         return result
     finally:
         _remote.reset(token)
         _viewed.clear()
-        _before.clear()
 
 
-# Mirrored runs a command selected, and their metadata when selected.
+# The mirrored runs a command was given.
 _viewed: dict[str, Run] = {}
-_before: dict[str, dict[str, bytes]] = {}
 
 
 def run_filter(params: dict) -> select.RunFilter:
@@ -190,11 +189,8 @@ def filtered_runs(
 
             raise GuildError("--remote and --archive cannot both be used")
         runs = remotes.view(remote, deleted)
-        listing = remotes.last_listing(remote, deleted)
         for run in runs:
-            if run.id not in _viewed:
-                _viewed[run.id] = run
-                _before[run.id] = listing.get(run.id, {})
+            _viewed.setdefault(run.id, run)
         return select.filter_runs(runs, rf, extensions() if rf.expr else None)
     if archive is not None and str(archive).lower().endswith(".zip"):
         archive = _extracted_zip(Path(archive))
