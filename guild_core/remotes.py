@@ -258,7 +258,6 @@ class Progress:
 
     def __init__(self, total_runs: int, write: Callable[[str], None] | None = None):
         import sys
-        import time
 
         self.total = total_runs
         self.start = time.monotonic()
@@ -269,8 +268,6 @@ class Progress:
         self._shown = False
 
     def update(self, runs: int = 0, nbytes: int = 0) -> None:
-        import time
-
         self.done += runs
         self.bytes += nbytes
         if time.monotonic() - self.start < 1.0:

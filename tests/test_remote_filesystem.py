@@ -313,3 +313,18 @@ def test_a_remote_cannot_write_outside_the_mirror(guild_home, tmp_path, capsys):
     found = sorted(p.relative_to(guild_home).as_posix() for p in guild_home.rglob("*") if p.is_file())
     assert not any("escaped" in f or "notes.txt" in f or "up" in f.split("/") for f in found), found
     assert capsys.readouterr().err.count("WARNING: remote 'hostile': ignoring") == 3
+
+
+def test_a_progress_line_once_a_transfer_takes_more_than_a_second(monkeypatch):
+    from guild_core import remotes
+
+    now = [100.0]
+    monkeypatch.setattr(remotes.time, "monotonic", lambda: now[0])
+    lines = []
+    progress = remotes.Progress(3, write=lines.append)
+    progress.update(runs=1, nbytes=2048)
+    assert lines == []  # under a second: quiet
+    now[0] += 1.5
+    progress.update(runs=1, nbytes=1024)
+    progress.finish()
+    assert lines == ["2/3 runs, 3.0 KB\n"]
