@@ -1329,6 +1329,11 @@ def resolve(opspec: str, cwd: Path, detect: FlagDetector) -> OpDef:
     script = (cwd / opspec) if not os.path.isabs(opspec) else Path(opspec)
     if script.is_file():
         return _script_opdef(opspec, script.resolve(), cwd, detect)
+    if opspec == "queue":
+        # Built in, as in Guild AI: a project's own `queue` comes first.
+        from . import queue
+
+        return queue.opdef(cwd)
     hint = "Try 'guild operations' for a list of available operations."
     raise GuildError(f"cannot find operation {opspec}", hint=hint)
 

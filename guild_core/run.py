@@ -491,6 +491,8 @@ class Run:
         opref = self.opref
         if opref is None:
             return ""
+        if opref.type == "builtin" and opref.op == "queue":
+            return "queue"  # Guild AI's built-in operation, no batch
         proto_line = self._cache.get("proto_opref", _MISSING)
         if opref.type == "builtin" or self.has_proto:
             proto = Run.for_dir(self.guild_path("proto"))

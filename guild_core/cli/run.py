@@ -434,6 +434,8 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
             raise GuildError(f"cannot use batch run {run.id} as a prototype: use one of its trials")
     elif run.status == "running":
         raise GuildError(f"run {run.id} is still running", hint="Stop it first with 'guild stop'.")
+    elif _being_started(run):
+        raise GuildError(f"run {run.id} is being started by another process (a queue or guild run --start)")
     if run.batch_proto is not None:
         from guild_core.cli.batch import BatchArgs
 
@@ -480,6 +482,45 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
         user_flags = {**(run.get("user_flags") or {}), **new_user_flags}
         runner.update_flags(run, flag_vals, user_flags, label)
         assigns, label = {}, None
+    claimed = False
+    if not proto and run.guild_path("STAGED").exists():
+        # A staged run starts once: the claim a queue makes too.
+        from guild_core import queue
+
+        if not queue.claim(run):
+            raise GuildError(f"run {run.id} was started by another process (a queue or guild run --start)")
+        claimed = True
+    try:
+        _prepare_restart(run, extra, adopted, flag_vals, assigns, label, new_user_flags, resolved, tags, pipeline_params)
+    except BaseException:
+        if claimed:
+            queue.release(run)
+        raise
+    _start(run, run.op_name, background, pidfile, quiet)
+
+
+def _being_started(run) -> bool:
+    """Whether another process claimed `run` to start it (its PENDING
+    names a live process). An ownerless PENDING is looked at again a
+    moment later: a claim renames STAGED to PENDING, then names itself."""
+    import time
+
+    for attempt in range(2):
+        if run.status != "pending":
+            return False
+        try:
+            if run.guild_path("PENDING").read_text().strip():
+                return True
+        except OSError:
+            return False
+        if attempt == 0:
+            time.sleep(0.1)
+    return False
+
+
+def _prepare_restart(run, extra, adopted, flag_vals, assigns, label, new_user_flags, resolved, tags, pipeline_params):
+    from guild_core import runner
+
     if extra.force_sourcecode:
         _refresh_sourcecode(run)
     runner.apply_options(run, extra.run_options())
@@ -498,7 +539,6 @@ def _restart(spec, flags, yes, label, tags, background, pidfile, print_cmd, forc
         run.write_attr("tags", sorted(set(run.get("tags") or []) | set(tags)))
     if pipeline_params is not None:
         run.write_attr("run_params", pipeline_params)
-    _start(run, run.op_name, background, pidfile, quiet)
 
 
 def _refresh_sourcecode(run) -> None:
