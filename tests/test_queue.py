@@ -191,3 +191,21 @@ def test_ctrl_c_stops_the_queue_and_its_runs(sh, guild_home, project, starts, gr
     q.wait(timeout=20)
     assert sorted(r.status for r in script_runs(guild_home)) == ["staged", "terminated"]
     assert queue_run(guild_home).status == "terminated"
+
+
+def test_wait_for_running_waits_for_other_runs(sh, guild_home, project, starts, group):
+    project.write("slow.py", SCRIPT.replace("else 1.0", "else 60.0"))
+    project.write("s.py", SCRIPT)
+    assert sh("run", "slow.py", "-b", "-y").exit_code == 0
+    [other] = [r for r in runs(guild_home) if r.op_name == "slow.py"]
+    wait_for(lambda: Run.for_dir(other.path).status == "running", what="other running")
+    stage(sh, 1)
+    q = spawn(group, "run", "queue", "run-once=yes", "wait-for-running=yes", "poll-interval=1", "-y")
+    wait_for(lambda: b"Waiting for runs to finish" in queue_run(guild_home).guild_path("output").read_bytes(), what="queue waiting")
+    assert [r.status for r in script_runs(guild_home)] == ["staged"]
+    assert sh("stop", other.id, "-y").exit_code == 0
+    out, err = q.communicate(timeout=30)
+    assert q.returncode == 0, err
+    [r] = script_runs(guild_home)
+    assert r.status == "completed"
+    assert r.get("started") > Run.for_dir(other.path).get("stopped")
