@@ -286,9 +286,10 @@ class Queue:
         if self.stopping is not None:
             release(run)
             return False
+        run_env = run.get("env") or {}
+        wanted = run_env.get("CUDA_VISIBLE_DEVICES")
+        gpus = ",".join(self.gpus[i] for i in slots) if self.gpus else None
         try:
-            gpus = ",".join(self.gpus[i] for i in slots) if self.gpus else None
-            wanted = (run.get("env") or {}).get("CUDA_VISIBLE_DEVICES")
             if gpus is not None and wanted is None:
                 runner.apply_options(run, runner.RunOptions(gpus=gpus))
             env = {k: v for k, v in os.environ.items() if not k.startswith("FLAG_")}
@@ -297,6 +298,9 @@ class Queue:
                 stdin=subprocess.DEVNULL, env=env,
             )
         except BaseException:
+            if gpus is not None and wanted is None:
+                # Staged again as it was: bound to no GPU.
+                run.write_attr("env", run_env)
             release(run)
             raise
         self.children.append(_Started(run, proc, slots))
