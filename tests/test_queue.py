@@ -143,14 +143,16 @@ def test_queues_and_start_never_start_a_run_twice(sh, guild_home, project, start
     project.write("s.py", SCRIPT)
     stage(sh, 6)
     rs = script_runs(guild_home)
-    oldest = sorted(rs, key=lambda r: r.get("started"))[:2]
-    ps = [spawn(group, "run", "queue", "run-once=yes", "workers=2", "-y") for _ in range(2)]
-    ps += [spawn(group, "run", "--start", r.id, "-y") for r in oldest]
+    # The newest two: still staged when the --start processes look
+    # (the queues take the oldest first), claimed by whoever comes first.
+    newest = sorted(rs, key=lambda r: r.get("started"))[-2:]
+    ps = [spawn(group, "run", "--start", r.id, "-y") for r in newest]
+    ps += [spawn(group, "run", "queue", "run-once=yes", "workers=2", "-y") for _ in range(2)]
     outs = [p.communicate(timeout=40) for p in ps]
     for p, (out, err) in zip(ps[:2], outs[:2]):
-        assert p.returncode == 0, err
-    for p, (out, err) in zip(ps[2:], outs[2:]):
         assert p.returncode == 0 or "another process" in err or "still running" in err, err
+    for p, (out, err) in zip(ps[2:], outs[2:]):
+        assert p.returncode == 0, err
     started = starts.read_text().split()
     assert sorted(started) == sorted(r.id for r in rs)  # each exactly once
     assert [r.status for r in script_runs(guild_home)] == ["completed"] * 6
