@@ -27,7 +27,7 @@ def test_tag_list_all(cli, guild_home, project):
 
 
 def test_watch_by_pid_or_pidfile(sh, guild_home, project, tmp_path):
-    project.write("slow.py", "import time\nprint('tick', flush=True)\ntime.sleep(1)\nprint('done')\n")
+    project.write("slow.py", "import time\nprint('tick', flush=True)\ntime.sleep(4)\nprint('done')\n")
     pidfile = tmp_path / "run.pid"
     assert sh("run", "slow.py", "--pidfile", str(pidfile), "-y").exit_code == 0
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="pidfile")
