@@ -12,27 +12,11 @@ Usage: python bench/run_overhead.py [REPEATS]
 from __future__ import annotations
 
 import os
-import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-
-def guild_exe() -> list[str]:
-    exe = shutil.which("guild", path=os.path.dirname(sys.executable)) or shutil.which("guild")
-    return [exe] if exe else [sys.executable, "-m", "guild_core.cli.main"]
-
-
-def timed(cmd: list[str], repeats: int, env: dict, cwd: Path) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+from scale import guild_exe, timed
 
 
 def main() -> None:

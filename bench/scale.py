@@ -116,6 +116,16 @@ def guild_exe() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "guild_core.cli.main"]
 
 
+def timed(cmd: list[str], repeats: int, env: dict, cwd: Path) -> float:
+    """The median wall time, in ms, of `cmd` run `repeats` times."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
 @dataclass
 class Result:
     seconds: float

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from scale import guild_exe, timed
 
 SCRIPT = """\
 import random
@@ -36,20 +37,6 @@ for step in range(5):
     print("loss: %f" % (random.random() * lr * 10))
     print("acc: %f" % random.random())
 """
-
-
-def guild_exe() -> list[str]:
-    exe = shutil.which("guild", path=os.path.dirname(sys.executable)) or shutil.which("guild")
-    return [exe] if exe else [sys.executable, "-m", "guild_core.cli.main"]
-
-
-def timed(cmd: list[str], repeats: int, env: dict, cwd: Path) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
 
 
 def make_home(home: Path, project: Path, size: int, seeds: list[Path]) -> None:
