@@ -25,7 +25,9 @@ def main(argv: list[str]) -> int:
     try:
         return runner.start(
             run,
-            echo=False,
+            # Detached (READY_FD given), output goes nowhere; started by
+            # a queue, it joins the queue's own output.
+            echo=len(argv) < 2,
             on_started=lambda r: plugins.call_lifecycle(pm, "guild_run_starting", run=r),
             on_stopped=lambda r: plugins.call_lifecycle(pm, "guild_run_stopped", run=r),
         )

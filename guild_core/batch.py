@@ -314,14 +314,18 @@ class Driver:
         self.existing = {_key(r.get("flags") or {}): r for r in trial_links(batch).values()}
         self.generated: list[dict[str, Any]] = []
         self.failed = 0
+        import threading
+
+        self._say_lock = threading.Lock()
 
     def say(self, line: str) -> None:
-        self.out.write(line + "\n")
-        self.out.flush()
-        with open(self.batch.guild_path("output"), "ab") as f:
-            f.write(line.encode() + b"\n")
-        with open(self.batch.guild_path("output.index"), "ab") as f:
-            f.write((util.now_micros() // 1000).to_bytes(8, "big") + b"\x00")
+        with self._say_lock:
+            self.out.write(line + "\n")
+            self.out.flush()
+            with open(self.batch.guild_path("output"), "ab") as f:
+                f.write(line.encode() + b"\n")
+            with open(self.batch.guild_path("output.index"), "ab") as f:
+                f.write((util.now_micros() // 1000).to_bytes(8, "big") + b"\x00")
 
     def begin(self) -> None:
         self.batch.mark_pending(procs.current())
@@ -331,14 +335,15 @@ class Driver:
         self.batch.record_processes(procs.current(), None)
         self.batch.clear_markers("PENDING")
 
-    def run_trial(self, flags: dict[str, Any]) -> tuple[Run | None, int | None]:
-        """Initialize (or reuse) and run one trial; returns the run and
-        its exit status (None when it was not run)."""
+    def prepare(self, flags: dict[str, Any]) -> tuple[Run, bool]:
+        """Initialize (or reuse) one trial; returns the run and whether
+        to start it (not when it completed before and only what is
+        needed runs, nor when trials are only initialized or staged)."""
         self.generated.append(flags)
         desc = format_trial(flags)
         trial = self.existing.get(_key(flags))
         if trial is not None and self.needed and trial.status == "completed":
-            return trial, None
+            return trial, False
         if trial is None:
             trial = self.make_trial(flags, self.stage_trials)
             _link(self.batch, trial)
@@ -350,11 +355,28 @@ class Driver:
             if self.init_only:
                 # Pending with no starter: it waits for a later run.
                 trial.mark_pending(None)
-            return trial, None
-        self.say(f"Running trial: {self.op_name} ({desc})")
-        status = self.start_trial(trial)
-        if status != 0:
+            return trial, False
+        # A new attempt: an earlier attempt's claim (a parallel run that
+        # was stopped) must not turn this one away.
+        trial.clear_markers("CLAIM")
+        return trial, True
+
+    def announce(self, flags: dict[str, Any]) -> None:
+        self.say(f"Running trial: {self.op_name} ({format_trial(flags)})")
+
+    def ended(self, status: int | None) -> None:
+        if status is not None and status != 0:
             self.failed += 1
+
+    def run_trial(self, flags: dict[str, Any]) -> tuple[Run | None, int | None]:
+        """Initialize (or reuse) and run one trial here; returns the run
+        and its exit status (None when it was not run)."""
+        trial, go = self.prepare(flags)
+        if not go:
+            return trial, None
+        self.announce(flags)
+        status = self.start_trial(trial)
+        self.ended(status)
         return trial, status
 
     def finish(self) -> int:

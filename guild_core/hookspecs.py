@@ -135,6 +135,20 @@ class Optimizer(Protocol):
         """Report a finished trial: its flags and its objective value
         (``None`` when the trial failed or logged no such scalar)."""
 
+    # Optional, for parallel trials (``--workers N``, ``--dask``):
+    #
+    # def propose_concurrent(self, n: int, running: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    #     """Up to `n` flag sets to run *alongside* `running`: trials
+    #     proposed earlier whose results are not observed yet. Each
+    #     result is reported with `observe` as it arrives, in the order
+    #     trials end, not the order they were proposed."""
+    #
+    # With workers to fill, the scheduler calls `propose_concurrent`
+    # when the optimizer has it, else `propose(n)` as often as a slot is
+    # free. An optimizer that has neither notion keeps working: a
+    # sequential one proposes from what it has observed so far, which in
+    # parallel is less informed, never wrong.
+
 
 class RegisterOptimizer(Protocol):
     def __call__(
@@ -160,6 +174,85 @@ def guild_register_optimizers(register: RegisterOptimizer) -> None:
     the user with ``-Fo NAME=VALUE`` and shown by ``guild run NAME
     --help-op``. A name or alias already registered by another plugin is
     an error naming both plugins.
+    """
+
+
+# ---------------------------------------------------------------------
+# Executors
+# ---------------------------------------------------------------------
+
+
+class ExecutorContext(Protocol):
+    """What an executor is told when a batch starts.
+
+    :ivar workers: how many trials may run at once (``--workers``;
+        ``None`` when not given: the executor's own default).
+    :ivar address: where to run, as the user gave it (``--dask
+        tcp://HOST:PORT``), or ``None`` for the executor's default.
+    :ivar resources: resources each trial needs (``--dask-resources
+        gpu=1``, or the operation's ``dask-resources``), name -> amount.
+    :ivar say: ``say(line)`` prints a line of the batch's log.
+    """
+
+    workers: int | None
+    address: str | None
+    resources: dict[str, float]
+    say: Callable[[str], None]
+
+
+class Executor(Protocol):
+    """Runs a batch's trials somewhere and reports their ends.
+
+    The scheduler keeps at most `slots` trials submitted and not yet
+    reported. Each trial is an ordinary run directory, created and
+    linked by the scheduler; the executor runs it with
+    ``guild_core.executors.execute(run_dir)`` wherever it runs (that
+    call claims the trial, so a retried task never runs it twice).
+
+    :ivar slots: how many trials run at once.
+    :ivar shows_output: ``True`` when the executor shows trials' output
+        itself; else the scheduler follows each trial's
+        ``.guild/output`` and prints it, prefixed with the trial's id.
+    """
+
+    slots: int
+    shows_output: bool
+
+    def describe(self) -> str:
+        """One line for the batch's log: where trials run."""
+
+    def submit(self, run: "Run") -> None:
+        """Start `run` (its directory exists; it is not started yet)."""
+
+    def wait(self, timeout: float) -> list[tuple["Run", int]]:
+        """Trials that ended since the last call, as ``(run, exit
+        status)``; waits up to `timeout` seconds for the first. A trial
+        lost with its worker is reported too, with the status
+        `guild_core.executors.settle` gives it."""
+
+    def stop(self, signum: int) -> None:
+        """Stop every submitted trial (Ctrl-C, ``guild stop``); their
+        ends are still reported by `wait`."""
+
+    def close(self) -> None:
+        """Release what the executor holds (a cluster it started)."""
+
+
+class RegisterExecutor(Protocol):
+    def __call__(
+        self, name: str, factory: Callable[[ExecutorContext], Executor], *, description: str = ""
+    ) -> None: ...
+
+
+@hookspec
+def guild_register_executors(register: RegisterExecutor) -> None:
+    """Register executors by name: where ``guild run`` may run a batch's
+    trials besides this machine's threads.
+
+    Call ``register(name, factory, description="")``; `factory` receives
+    an `ExecutorContext` and returns an `Executor`, raising `GuildError`
+    with one line when it cannot (a scheduler it cannot reach, a missing
+    library). The executor named ``dask`` is the one ``--dask`` uses.
     """
 
 

@@ -1,5 +1,5 @@
 """What plugins register: optimizers, batch formats, remote types,
-resolvers and filter extensions.
+executors, resolvers and filter extensions.
 
 The core owns the names. Each plugin's hook is called with a ``register``
 callback bound to that plugin, so a name claimed twice is an error that
@@ -147,6 +147,26 @@ class Registry:
             return register
 
         return self._collect("guild_register_resolvers", "resolver", make).entries
+
+    # -- executors --------------------------------------------------------
+
+    def executors(self) -> dict[str, Named]:
+        def make(names, plugin):
+            def register(name, factory, *, description=""):
+                names.claim(name, Named(name, factory, plugin, description), plugin)
+
+            return register
+
+        return self._collect("guild_register_executors", "executor", make).entries
+
+    def executor(self, name: str) -> Named:
+        entry = self.executors().get(name)
+        if entry is None:
+            raise GuildError(
+                f"no executor '{name}': the plugin that provides it is not installed or is disabled",
+                hint="Install guild's dask extra: pip install 'guild[dask]'" if name == "dask" else None,
+            )
+        return entry
 
     # -- filter extensions ----------------------------------------------
 

@@ -755,10 +755,23 @@ def start(
     echo: bool = True,
     on_started: Callable[[Run], None] | None = None,
     on_stopped: Callable[[Run], None] | None = None,
+    tee: Callable[[bytes, int], None] | None = None,
+    interrupted: "Interrupted | None" = None,
+    base_env: dict[str, str | None] | None = None,
+    new_session: bool = False,
 ) -> int:
     """Run the run's process to its end and record everything.
 
-    Output is shown live (unless `echo` is false) and recorded live.
+    Output is shown live (unless `echo` is false) and recorded live;
+    with `tee`, each output line goes to ``tee(line, stream_id)``
+    instead of the terminal (parallel trials, prefixed). A caller that
+    supervises several runs passes its own `interrupted` and forwards
+    signals to it: handlers are installed only in the main thread.
+    `base_env` corrects this process's environment before the run's own
+    is applied (a value of None removes the name): a Dask worker's
+    nanny sets OMP_NUM_THREADS and friends, which a trial must not
+    inherit. With `new_session` the script leads its own process group,
+    so a supervisor that dies leaves a group that can be stopped whole.
     Returns the exit status recorded (negative for a signal).
     """
     from . import scalars as scalarslib
@@ -776,9 +789,12 @@ def start(
         env_debug = {"GUILD_DEBUG_SCRIPT": "1"}
     else:
         env_debug = {}
-        # The debugger talks to the terminal: output is not captured.
-        echo = True
     env = dict(os.environ)
+    for name, val in (base_env or {}).items():
+        if val is None:
+            env.pop(name, None)
+        else:
+            env[name] = val
     env.update({k: str(v) for k, v in (run.get("env") or {}).items()})
     env.update(secret_env(run, op))
     env.update(env_debug)
@@ -794,13 +810,17 @@ def start(
     recorder = _Recorder(run, scalars, tfevents.EventWriter(run.guild_path()))
     # Handlers go in before the process starts: a signal at any moment
     # after this is recorded, never a traceback that leaves no exit status.
-    interrupted = Interrupted()
-    restore = _handle_signals(interrupted)
+    if interrupted is None:
+        interrupted = Interrupted()
+        restore = _handle_signals(interrupted)
+    else:
+        restore = lambda: None  # noqa: E731 - the caller forwards signals
     try:
         proc = subprocess.Popen(
             cmd,
             cwd=run.path,
             env=env,
+            start_new_session=new_session and not debugging,
             stdin=None if debugging else subprocess.DEVNULL,
             stdout=None if debugging else subprocess.PIPE,
             stderr=None if debugging else subprocess.PIPE,
@@ -829,7 +849,9 @@ def start(
     def pump(stream, stream_id: int, term):
         for line in iter(stream.readline, b""):
             recorder.line(line, stream_id)
-            if term is not None:
+            if tee is not None:
+                tee(line, stream_id)
+            elif term is not None:
                 try:
                     term.write(line)
                     term.flush()

@@ -12,6 +12,7 @@ it: the command line only parses, confirms and prints.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +41,17 @@ class BatchOptions:
     fail_on_trial_error: bool = False
     save_trials: str | None = None
     batch_files: list[str] = field(default_factory=list)
+    # Parallel trials: how many at once (``--workers``), the GPUs each
+    # trial takes one of (``--gpus`` with workers), and the executor
+    # (``--dask [ADDRESS]``: "dask", with its address) with resources.
+    workers: int | None = None
+    gpu_slots: list[str] = field(default_factory=list)
+    executor: str | None = None
+    executor_address: str | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+
+    def parallel(self) -> bool:
+        return bool(self.executor) or (self.workers or 1) > 1
 
     def wants_batch(self) -> bool:
         return bool(
@@ -180,12 +192,15 @@ def drive(
     make_trial: Callable[[dict[str, Any], dict[str, Any], bool], Run],
     start: Callable[[Run], int],
     out=None,
+    executor=None,
 ) -> int:
     """Run the trials of `batch` as plan `p` says; returns the batch's
     exit status (negative when a signal stopped it).
 
     `make_trial(flags, user_flags, staged)` creates a trial run;
-    `start(run)` runs one and returns its exit status.
+    `start(run)` runs one here and returns its exit status. With an
+    `executor` (see `open_executor`) trials run through it, as many at
+    once as it has slots.
     """
     opts = p.options
     user_flags = p.user_flags
@@ -203,7 +218,9 @@ def drive(
         warm_start(p.optimizer, batch, p)
     interrupted = None
     try:
-        if p.optimizer is None:
+        if executor is not None and not (opts.init_trials or opts.stage_trials):
+            interrupted = Parallel(driver, p, executor).run()
+        elif p.optimizer is None:
             interrupted = _run_listed(driver, p.trials)
         else:
             interrupted = _run_proposed(driver, p)
@@ -237,10 +254,7 @@ def _run_proposed(driver, p: Plan) -> int | None:
             break
         for proposed in proposals:
             trial, status = driver.run_trial({**fixed, **proposed})
-            value = objective_value(trial, p.objective) if status == 0 else None
-            if status is not None and value is None:
-                driver.say(f"Trial {trial.short_id} did not log '{p.objective}': the optimizer ignores it")
-            optimizer.observe(proposed, value)
+            _observe(driver, p, proposed, trial, status)
             if status is not None and status < 0:
                 return status
             if driver.stop_early(status):
@@ -248,6 +262,188 @@ def _run_proposed(driver, p: Plan) -> int | None:
         if driver.failed and p.options.fail_on_trial_error:
             break
     return None
+
+
+def _observe(driver, p: Plan, proposed, trial, status) -> None:
+    value = objective_value(trial, p.objective) if status == 0 else None
+    if status is not None and value is None:
+        driver.say(f"Trial {trial.short_id} did not log '{p.objective}': the optimizer ignores it")
+    p.optimizer.observe(proposed, value)
+
+
+# ---------------------------------------------------------------------
+# Parallel trials
+# ---------------------------------------------------------------------
+
+
+def open_executor(options: BatchOptions, reg, say: Callable[[str], None]):
+    """The executor `options` ask for: the core's threads for
+    ``--workers N``, or a plugin's (``--dask``) by name. Raises
+    `GuildError` when it cannot be had."""
+    from . import executors
+
+    slots = len(options.gpu_slots) or max(1, options.workers or 1)
+    if options.workers:
+        slots = min(slots, options.workers) if options.gpu_slots else slots
+    if not options.executor:
+        return executors.LocalExecutor(slots)
+    entry = reg.executor(options.executor)
+    ctx = ExecutorContext(
+        workers=options.workers, address=options.executor_address,
+        resources=dict(options.resources), say=say,
+    )
+    return entry.value(ctx)
+
+
+@dataclass
+class ExecutorContext:
+    """What an executor is told (`guild_core.hookspecs.ExecutorContext`)."""
+
+    workers: int | None
+    address: str | None
+    resources: dict[str, float]
+    say: Callable[[str], None]
+
+
+class Parallel:
+    """Keeps the executor's slots full: trials from the grid or batch
+    file in order, or from the optimizer (told each result as it
+    arrives); a GPU of ``--gpus`` held by each running trial."""
+
+    def __init__(self, driver, p: Plan, executor):
+        self.driver = driver
+        self.p = p
+        self.executor = executor
+        self.listed = iter(p.trials) if p.optimizer is None else None
+        self.fixed = p.fixed()
+        gpus = list(p.options.gpu_slots)
+        self.free = gpus[: executor.slots] if gpus else [None] * executor.slots
+        # trial id -> (trial, proposal, gpu)
+        self.running: dict[str, tuple[Run, dict[str, Any] | None, str | None]] = {}
+        self.buffer: list[dict[str, Any]] = []
+        self.exhausted = False
+        self.stopping: int | None = None
+        self.follow: dict[str, int] = {}
+
+    def run(self) -> int | None:
+        import signal
+
+        previous = {}
+
+        def receive(signum, _frame):
+            if self.stopping is None:
+                self.stopping = signum
+                self.driver.say("Stopping trials")
+            self.executor.stop(signum)
+
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                previous[signum] = signal.signal(signum, receive)
+        self.driver.say(f"Running trials on {self.executor.describe()}")
+        try:
+            while True:
+                self._fill()
+                if not self.running:
+                    break
+                for trial, status in self.executor.wait(0.2):
+                    self._ended(trial, status)
+                if not self.executor.shows_output:
+                    self._follow_output()
+        finally:
+            for signum, prev in previous.items():
+                signal.signal(signum, prev)
+            self.executor.close()
+        if self.stopping is not None:
+            return -int(self.stopping)
+        return None
+
+    def _fill(self) -> None:
+        while self.free and self.stopping is None and not self.exhausted:
+            if self.driver.failed and self.p.options.fail_on_trial_error:
+                self.exhausted = True
+                return
+            proposed = self._next()
+            if proposed is None:
+                return
+            flags = proposed if self.listed is not None else {**self.fixed, **proposed}
+            trial, go = self.driver.prepare(flags)
+            if not go:
+                if self.listed is None:
+                    _observe(self.driver, self.p, proposed, trial, None)
+                continue
+            gpu = self.free.pop(0)
+            if gpu is not None:
+                from . import runner
+
+                runner.apply_options(trial, runner.RunOptions(gpus=gpu))
+            self.driver.announce(flags)
+            self.running[trial.id] = (trial, None if self.listed is not None else proposed, gpu)
+            self.follow[trial.id] = 0
+            self.executor.submit(trial)
+
+    def _next(self) -> dict[str, Any] | None:
+        if self.listed is not None:
+            nxt = next(self.listed, None)
+            if nxt is None:
+                self.exhausted = True
+            return nxt
+        if not self.buffer:
+            left = self.p.max_trials - len(self.driver.generated)
+            if left <= 0:
+                self.exhausted = True
+                return None
+            want = min(left, len(self.free))
+            opt = self.p.optimizer
+            concurrent = getattr(opt, "propose_concurrent", None)
+            running = [prop for _t, prop, _g in self.running.values() if prop is not None]
+            self.buffer = list(concurrent(want, running) if concurrent else opt.propose(want))
+            if not self.buffer:
+                # Nothing more now; with trials running, a result may
+                # let a sequential optimizer go on.
+                if not self.running:
+                    self.exhausted = True
+                return None
+        return self.buffer.pop(0)
+
+    def _ended(self, trial: Run, status: int) -> None:
+        if trial.id not in self.running:
+            return
+        if not self.executor.shows_output:
+            self._follow_output(only=trial.id)
+        self.follow.pop(trial.id, None)
+        entry = self.running.pop(trial.id)
+        _trial, proposed, gpu = entry
+        self.free.append(gpu)
+        self.driver.ended(status)
+        fresh = Run(trial.id, trial.path)
+        self.driver.say(f"Trial {trial.short_id} {fresh.status}")
+        if proposed is not None:
+            _observe(self.driver, self.p, proposed, fresh, status)
+
+    def _follow_output(self, only: str | None = None) -> None:
+        """Print what trials run elsewhere wrote to their output since
+        last time, each line prefixed with the trial's id."""
+        out = sys.stdout.buffer
+        for run_id, offset in list(self.follow.items()):
+            if only is not None and run_id != only:
+                continue
+            path = self.running[run_id][0].guild_path("output")
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except OSError:
+                continue
+            end = data.rfind(b"\n") + 1 if only is None else len(data)
+            if end <= 0:
+                continue
+            prefix = f"[{run_id[:8]}] ".encode()
+            lines = data[:end].splitlines(keepends=True)
+            out.write(b"".join(prefix + (ln if ln.endswith(b"\n") else ln + b"\n") for ln in lines))
+            out.flush()
+            self.follow[run_id] = offset + end
 
 
 def matching_batches(p: Plan, runs: list[Run]) -> list[Run]:

@@ -201,7 +201,14 @@ def test_registry_batch_formats_remotes_resolvers_filters():
             register.value("duration", lambda run: 3)
             register.operator("~", lambda a, b: a == b)
 
+        @hookimpl
+        def guild_register_executors(self, register):
+            register("inline", lambda ctx: ("executor", ctx), description="runs trials inline")
+
     reg = Registry(_pm(P))
+    assert reg.executor("inline").value("c") == ("executor", "c")
+    with pytest.raises(Exception, match="no executor 'nope'"):
+        reg.executor("nope")
     assert reg.batch_format("trials.tsv").read(None) == [{"x": 1}]
     with pytest.raises(Exception, match="unsupported batch file extension '.csv'"):
         reg.batch_format("t.csv")

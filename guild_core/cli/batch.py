@@ -60,7 +60,10 @@ def run_batch(opdef, flag_vals, user_flags, args: BatchArgs, *, yes, stage, quie
             on_stopped=lambda r: plugins.call_lifecycle(pm, "guild_run_stopped", run=r),
         )
 
-    exit_status = scheduler.drive(batch, plan, make_trial, start)
+    executor = None
+    if args.parallel() and not (args.init_trials or args.stage_trials):
+        executor = scheduler.open_executor(args, reg, click.echo)
+    exit_status = scheduler.drive(batch, plan, make_trial, start, executor=executor)
     if exit_status:
         sys.exit(1 if exit_status > 0 else 128 - exit_status)
 

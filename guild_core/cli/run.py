@@ -71,6 +71,11 @@ from guild_core.cli.common import confirm, flag_detector, flags_launcher, plugin
 @click.option("--test-sourcecode", is_flag=True, help="Show which source code files would be copied, and why, and exit.")
 @click.option("--test-flags", is_flag=True, help="Show the operation's flag definitions and exit.")
 @click.option("--init-trials", is_flag=True, help="Create batch trials as pending runs and run none.")
+@click.option("--workers", type=int, metavar="N", help="Run up to N batch trials at once (with --gpus, one GPU each).")
+@click.option("--dask", "dask", metavar="[ADDRESS]", is_flag=False, flag_value="", default=None,
+              help="Run batch trials on Dask: a local cluster of --workers processes, or the scheduler at ADDRESS (tcp://HOST:PORT; default $GUILD_DASK_SCHEDULER).")
+@click.option("--dask-resources", "dask_resources", multiple=True, metavar="NAME=N",
+              help="A Dask worker resource each trial needs (repeatable, with --dask).")
 def run(opspec, flags, label, tags, comment, edit_comment, edit_flags, run_dir, stage_dir, stage, restart, proto,
         force_sourcecode, gpus, no_gpus, batch_label, batch_tags, batch_comment, edit_batch_comment,
         debug_sourcecode, remote, yes, force_flags, force_deps, stop_after, background, pidfile, no_wait,
@@ -115,6 +120,7 @@ def run(opspec, flags, label, tags, comment, edit_comment, edit_flags, run_dir, 
     # Plain values until a batch is certain: the batch modules stay off
     # a single run's start-up.
     batch_opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in batch_opts.items()}
+    flags = _parallel_opts(batch_opts, extra, flags)
     batch_opts["batch_files"] = [f[1:] for f in flags if f.startswith("@")]
     flags = tuple(f for f in flags if not f.startswith("@"))
     if restart or proto:
@@ -202,6 +208,11 @@ def run(opspec, flags, label, tags, comment, edit_comment, edit_flags, run_dir, 
             batch_attrs=_batch_attrs(extra),
         )
         return
+    if batch_opts.get("executor") or (batch_opts.get("workers") or 1) > 1:
+        raise GuildError(
+            "--workers and --dask run a batch's trials, and this is a single run",
+            hint="Give a flag a list of values (x=[1,2]), a search range or an optimizer.",
+        )
     # With no flag values to deliver, the script runs as it is: a launcher
     # would only add its own start-up.
     has_values = any(v is not None for v in flag_vals.values())
@@ -387,6 +398,41 @@ def _edit_flags(flag_vals: dict, flagdefs: dict, force_flags: bool):
         raise GuildError("edited flags must be NAME: VALUE lines")
     assigns = {str(n): (v if isinstance(v, str) else flagslib.encode_value(v)) for n, v in data.items() if v is not None}
     return flagslib.resolve_flag_values(flagdefs, assigns, force_flags)
+
+
+def _parallel_opts(batch_opts, extra: "RunExtras", flags: tuple) -> tuple:
+    """Turn ``--workers``, ``--dask`` and ``--dask-resources`` into the
+    batch options; returns `flags`, with a flag ``--dask`` took for its
+    address given back."""
+    workers = batch_opts.get("workers")
+    if workers is not None and workers < 1:
+        raise GuildError(f"invalid --workers {workers}: give a number of trials to run at once, 1 or more")
+    address = batch_opts.pop("dask")
+    raw_resources = batch_opts.pop("dask_resources") or []
+    if address is not None and ("=" in address or address.startswith("@")):
+        # `--dask x=[1,2]`: a flag, not an address.
+        flags = (address,) + tuple(flags)
+        address = ""
+    if address is not None:
+        batch_opts["executor"] = "dask"
+        batch_opts["executor_address"] = address or None
+    elif raw_resources:
+        raise GuildError("--dask-resources needs --dask")
+    resources = {}
+    for item in raw_resources:
+        name, sep, amount = item.partition("=")
+        try:
+            resources[name.strip()] = float(amount) if sep else 1.0
+        except ValueError:
+            raise GuildError(f"invalid --dask-resources {item!r}: expected NAME=N, as gpu=1") from None
+        if not name.strip() or resources[name.strip()] <= 0:
+            raise GuildError(f"invalid --dask-resources {item!r}: expected NAME=N, as gpu=1")
+    batch_opts["resources"] = resources
+    if (address is not None or (workers or 1) > 1) and extra.gpus:
+        # Parallel trials share the GPUs out: one each.
+        batch_opts["gpu_slots"] = extra.gpus.split(",")
+        extra.gpus = None
+    return flags
 
 
 def _wants_batch(batch_opts) -> bool:
