@@ -322,6 +322,7 @@ class Parallel:
         self.running: dict[str, tuple[Run, dict[str, Any] | None, str | None]] = {}
         self.buffer: list[dict[str, Any]] = []
         self.exhausted = False
+        self.ready = None
         self.stopping: int | None = None
         self.follow: dict[str, int] = {}
 
@@ -355,33 +356,53 @@ class Parallel:
             for signum, prev in previous.items():
                 signal.signal(signum, prev)
             self.executor.close()
+            if self.ready is not None:
+                # Created ahead and never started: it waits, pending, for
+                # the batch's restart.
+                self.ready[0].mark_pending(None)
         if self.stopping is not None:
             return -int(self.stopping)
         return None
 
     def _fill(self) -> None:
-        while self.free and self.stopping is None and not self.exhausted:
+        while self.stopping is None and not self.exhausted:
             if self.driver.failed and self.p.options.fail_on_trial_error:
                 self.exhausted = True
                 return
-            proposed = self._next()
-            if proposed is None:
+            if not self.free:
+                # Listed trials are known: the next one is created while
+                # the running ones run, ready for the first free slot.
+                if self.listed is not None and self.ready is None:
+                    self.ready = self._prepare()
                 return
-            flags = proposed if self.listed is not None else {**self.fixed, **proposed}
-            trial, go = self.driver.prepare(flags)
-            if not go:
-                if self.listed is None:
-                    _observe(self.driver, self.p, proposed, trial, None)
-                continue
+            ready, self.ready = self.ready, None
+            ready = ready or self._prepare()
+            if ready is None:
+                return
+            trial, flags, proposed = ready
             gpu = self.free.pop(0)
             if gpu is not None:
                 from . import runner
 
                 runner.apply_options(trial, runner.RunOptions(gpus=gpu))
             self.driver.announce(flags)
-            self.running[trial.id] = (trial, None if self.listed is not None else proposed, gpu)
+            self.running[trial.id] = (trial, proposed, gpu)
             self.follow[trial.id] = 0
             self.executor.submit(trial)
+
+    def _prepare(self):
+        """The next trial to start, created: ``(trial, flags, proposal)``,
+        or None when there is none now."""
+        while True:
+            proposed = self._next()
+            if proposed is None:
+                return None
+            flags = proposed if self.listed is not None else {**self.fixed, **proposed}
+            trial, go = self.driver.prepare(flags)
+            if go:
+                return trial, flags, (None if self.listed is not None else proposed)
+            if self.listed is None:
+                _observe(self.driver, self.p, proposed, trial, None)
 
     def _next(self) -> dict[str, Any] | None:
         if self.listed is not None:

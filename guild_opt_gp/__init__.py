@@ -1,7 +1,8 @@
 """Bayesian optimizers backed by scikit-optimize: ``gp``, ``forest``, ``gbrt``.
 
 Each optimizer is sequential: `propose` returns one trial at a time,
-chosen from the results reported with `observe`. Results of earlier runs
+chosen from the results reported with `observe`. With parallel trials,
+`propose_concurrent` chooses several at once by constant liar. Results of earlier runs
 (warm start, see the ``prev-trials`` flag) may be observed before the
 first proposal.
 
@@ -431,6 +432,29 @@ class SkoptOptimizer:
         trial.update(zip(self.names, point))
         return [trial]
 
+    def propose_concurrent(self, n: int, running: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Up to `n` points to run beside `running` (proposed, no result
+        yet), chosen together by constant liar: a copy of the model is
+        told each running point scored the best value so far, and `n`
+        points are asked of it at once (skopt's ``cl_min``). Each real
+        result is told as it arrives (`observe`), before the next ask."""
+        n = min(n, self.max_trials - self.proposed)
+        if n <= 0:
+            return []
+        if n == 1 and not running:
+            return self.propose(1)
+        self._flush()
+        busy = [pt for pt in (self._point(f) for f in running) if pt is not None]
+        points = self._ask_many(n, busy)
+        trials = []
+        for point in points:
+            self._unanswered.append(point)
+            self.proposed += 1
+            trial = dict(self.fixed)
+            trial.update(zip(self.names, point))
+            trials.append(trial)
+        return trials
+
     def observe(self, flags: dict[str, Any], objective: float | None) -> None:
         point = self._point(flags)
         if point is None:
@@ -480,6 +504,39 @@ class SkoptOptimizer:
                 point = self._py(self._opt.space.rvs(random_state=self._opt.rng)[0])
                 tries += 1
         return point
+
+    def _ask_many(self, n: int, busy: list[list[Any]]) -> list[list[Any]]:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt = self._opt
+            lie = min(opt.yi) if opt.yi else 0.0
+            if busy:
+                # A copy that believes the running points scored `lie`:
+                # skopt copies by telling the copy Xi and yi, so it is
+                # fitted once with the lies among them.
+                xi, yi = opt.Xi, opt.yi
+                opt.Xi, opt.yi = xi + [list(p) for p in busy], yi + [lie] * len(busy)
+                try:
+                    opt = opt.copy(random_state=opt.rng)
+                finally:
+                    self._opt.Xi, self._opt.yi = xi, yi
+            elif n > 1:
+                opt = opt.copy(random_state=opt.rng)
+            points: list[list[Any]] = []
+            taken = self._failed + self._unanswered + busy
+            for i in range(n):
+                point = self._py(opt.ask())
+                tries = 0
+                # Never the same point twice at once, nor one that failed.
+                while (point in taken or point in points) and tries < 10:
+                    point = self._py(self._opt.space.rvs(random_state=self._opt.rng)[0])
+                    tries += 1
+                points.append(point)
+                if i < n - 1:
+                    opt.tell(list(point), lie)
+        return points
 
     def _py(self, point) -> list[Any]:
         return [d.to_py(v) for d, v in zip(self.dims, point)]
