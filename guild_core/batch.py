@@ -316,7 +316,8 @@ class Driver:
         self.failed = 0
         import threading
 
-        self._say_lock = threading.Lock()
+        # Reentrant: a signal handler may say a line while one is written.
+        self._say_lock = threading.RLock()
 
     def say(self, line: str) -> None:
         with self._say_lock:

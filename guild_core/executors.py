@@ -160,7 +160,8 @@ class LocalExecutor:
         self.out = out or sys.stdout.buffer
         self.err = err or sys.stderr.buffer
         self._ended: queuelib.Queue = queuelib.Queue()
-        self._lock = threading.Lock()
+        # Reentrant: stop() runs from a signal handler in the main thread.
+        self._lock = threading.RLock()
         self._running: dict[str, Any] = {}
         self._threads: list[threading.Thread] = []
 
