@@ -240,7 +240,8 @@ class Executor(Protocol):
 
 class RegisterExecutor(Protocol):
     def __call__(
-        self, name: str, factory: Callable[[ExecutorContext], Executor], *, description: str = ""
+        self, name: str, factory: Callable[[ExecutorContext], Executor], *, description: str = "",
+        address_flag: str = "address",
     ) -> None: ...
 
 
@@ -249,10 +250,18 @@ def guild_register_executors(register: RegisterExecutor) -> None:
     """Register executors by name: where ``guild run`` may run a batch's
     trials besides this machine's threads.
 
-    Call ``register(name, factory, description="")``; `factory` receives
-    an `ExecutorContext` and returns an `Executor`, raising `GuildError`
-    with one line when it cannot (a scheduler it cannot reach, a missing
-    library). The executor named ``dask`` is the one ``--dask`` uses.
+    Call ``register(name, factory, description="",
+    address_flag="address")``; `factory` receives an `ExecutorContext`
+    and returns an `Executor`, raising `GuildError` with one line when
+    it cannot (a scheduler it cannot reach, a missing library). The
+    executor named ``dask`` is the one ``--dask`` uses.
+
+    Every executor also gets a queue, ``guild run NAME:queue``, whose
+    staged runs are submitted to it; `address_flag` names that
+    operation's flag for `ExecutorContext.address` (Dask's is
+    ``scheduler``). Its `submit` may raise `GuildError` for a run it
+    cannot take (resources no worker has): the queue leaves that run
+    staged and says why.
     """
 
 

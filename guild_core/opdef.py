@@ -34,6 +34,8 @@ OP_KEYS = {
     "stoppable", "handle-keyboard-interrupt", "flag-encoder", "publish",
     "default-flag-arg-skip", "pip-freeze", "delete-on-success",
     "can-stage-trials", "run-attrs", "set-trace", "sourcecode-digest",
+    # guild's own: the Dask worker resources each trial needs (--dask).
+    "dask-resources",
 }
 FLAG_KEYS = {
     "default", "type", "choices", "required", "description", "alias", "arg-name",
@@ -1106,6 +1108,14 @@ def _check_op(path: Path, name: str, op: dict) -> None:
         and isinstance(next(iter(objective.values())), str)
     )):
         fail("objective", "objective must be a scalar name or a mapping with minimize or maximize")
+    resources = op.get("dask-resources")
+    if resources is not None and not (
+        isinstance(resources, dict) and resources and all(
+            isinstance(n, str) and n.strip() and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+            for n, v in resources.items()
+        )
+    ):
+        fail("dask-resources", "dask-resources must be a mapping of resource names to positive numbers, as {gpu: 1}")
 
 
 def _check_output_scalars(path: Path, op: dict) -> None:
@@ -1334,6 +1344,12 @@ def resolve(opspec: str, cwd: Path, detect: FlagDetector) -> OpDef:
         from . import queue
 
         return queue.opdef(cwd)
+    executor, sep, op = opspec.rpartition(":")
+    if sep and op == "queue" and executor and ":" not in executor:
+        # `NAME:queue`: a queue whose runs go to executor NAME.
+        from . import queue
+
+        return queue.executor_opdef(cwd, executor)
     hint = "Try 'guild operations' for a list of available operations."
     raise GuildError(f"cannot find operation {opspec}", hint=hint)
 

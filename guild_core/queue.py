@@ -16,6 +16,12 @@ and ``guild run --start``, never start the same run.
 Stopped (``guild stop``: SIGTERM; Ctrl-C: SIGINT), a queue claims no more
 runs, stops the runs it started (they end ``terminated``) and ends by
 the signal, leaving the other staged runs staged.
+
+``guild run NAME:queue``, for an executor NAME a plugin registers
+(``guild_register_executors``), is the same queue with its runs
+submitted to that executor instead of started here: slots are the
+executor's, its address is the flag the executor names, and a run the
+executor refuses (``submit`` raising `GuildError`) is left staged.
 """
 
 from __future__ import annotations
@@ -99,6 +105,7 @@ def staged_runs(root: Path | None = None) -> list[Run]:
 
 
 def is_queue(run: Run) -> bool:
+    """A queue's run: ``queue``'s or an executor's ``NAME:queue``'s."""
     opref = run.opref
     return opref is not None and opref.op == OP_NAME and opref.type == "builtin"
 
@@ -108,9 +115,26 @@ def is_queue(run: Run) -> bool:
 # ---------------------------------------------------------------------
 
 
-def opdef(cwd: Path):
+EXECUTOR_DESCRIPTION = """Start a queue on executor {name}
+
+A queue polls for staged runs and submits them to executor {name},
+oldest staged first. `workers` is how many of its runs run at once
+(default: the executor's slots); `{address}` is where the executor runs
+them (default: the executor's own choice).
+
+{what}
+
+Use `run-once` to start staged runs and stop without waiting for more.
+With `wait-for-running` the queue waits until other runs finish before
+starting one. There is no `gpus` flag: GPUs are the executor's to give
+out."""
+
+
+def opdef(cwd: Path, executor=None):
     """The built-in ``queue`` operation (Guild AI's flags, plus
-    ``workers``), run from `cwd` with no source code."""
+    ``workers``), run from `cwd` with no source code; with `executor`
+    (a registry entry), its ``NAME:queue``: no ``gpus``, and the flag
+    the executor names for its address."""
     from .flagdefs import FlagDef
     from .opdef import OpDef
     from .sourcecode import SourceSpec
@@ -127,16 +151,45 @@ def opdef(cwd: Path):
         "workers": FlagDef("workers", type="int",
                            description="How many staged runs to run at once (default 1, or one per GPU)"),
     }
+    model, args, description = "", "", DESCRIPTION
+    if executor is not None:
+        model = executor.name
+        address = executor.address_flag
+        del flagdefs["gpus"]
+        flagdefs["workers"] = FlagDef(
+            "workers", type="int", null_label="auto",
+            description="How many staged runs to run at once (default: the executor's slots)",
+        )
+        flagdefs[address] = FlagDef(
+            address, type="string", arg_name="address", null_label="unspecified",
+            description=f"Where executor {executor.name} runs the queue's runs",
+        )
+        args = f" --executor {executor.name}"
+        import textwrap
+
+        what = executor.description or f"The executor comes from plugin {executor.plugin}."
+        description = EXECUTOR_DESCRIPTION.format(
+            name=executor.name, address=address, what=textwrap.fill(what, 70),
+        )
     return OpDef(
-        name=OP_NAME,
+        name=f"{model}:{OP_NAME}" if model else OP_NAME,
         project_dir=cwd.resolve(),
-        opref=OpRef("builtin", "guildai", _version(), "", OP_NAME),
+        opref=OpRef("builtin", "guildai", _version(), model, OP_NAME),
         flagdefs=flagdefs,
-        exec=f"${{python_exe}} -um {MODULE} ${{flag_args}}",
+        exec=f"${{python_exe}} -um {MODULE}{args} ${{flag_args}}",
         sourcecode=SourceSpec(enabled=False, digest=False),
-        description=DESCRIPTION,
-        data={"description": DESCRIPTION},
+        description=description,
+        data={"description": description},
     )
+
+
+def executor_opdef(cwd: Path, name: str):
+    """``NAME:queue`` for the executor registered as `name`; raises
+    `GuildError` when no plugin registers it."""
+    from .plugins import get_plugin_manager
+    from .registry import Registry
+
+    return opdef(cwd, Registry(get_plugin_manager()).executor(name))
 
 
 def _version() -> str:
@@ -160,13 +213,20 @@ class Options:
     wait_for_running: bool = False
     gpus: list[str] | None = None
     workers: int | None = None
+    # ``NAME:queue``: the executor's name and address.
+    executor: str | None = None
+    address: str | None = None
 
 
 @dataclass
 class _Started:
     run: Run
-    proc: subprocess.Popen
+    proc: subprocess.Popen | None  # None: submitted to the executor
     slots: list[int]
+    status: int | None = None  # the executor's report of its end
+
+    def ended(self) -> bool:
+        return self.proc.poll() is not None if self.proc is not None else self.status is not None
 
 
 @dataclass
@@ -179,11 +239,13 @@ class Queue:
     self_id: str | None = None
     stopping: int | None = None
     children: list[_Started] = field(default_factory=list)
+    executor: object = None
     _noted: set = field(default_factory=set)
+    _refused: set = field(default_factory=set)
 
     def __post_init__(self):
         opts = self.options
-        self.gpus = list(opts.gpus or [])
+        self.gpus = list(opts.gpus or []) if not opts.executor else []
         self.slot_count = len(self.gpus) or max(1, opts.workers or 1)
         self.limit = max(1, opts.workers) if opts.workers else self.slot_count
 
@@ -193,6 +255,29 @@ class Queue:
         """Until stopped (or, run once, until nothing is left to start
         and every started run has ended). Returns the signal that stopped
         it, or 0."""
+        if self.options.executor:
+            self._open_executor()
+            try:
+                return self._run()
+            finally:
+                self.executor.close()
+        return self._run()
+
+    def _open_executor(self) -> None:
+        """The executor ``NAME:queue`` submits to; its slots are the
+        queue's."""
+        from .plugins import get_plugin_manager
+        from .registry import Registry
+        from .scheduler import ExecutorContext
+
+        opts = self.options
+        entry = Registry(get_plugin_manager()).executor(opts.executor)
+        ctx = ExecutorContext(workers=opts.workers, address=opts.address, resources={}, say=self.say)
+        self.executor = entry.value(ctx)
+        self.slot_count = self.limit = max(1, int(self.executor.slots))
+        self.say(f"Queue runs on {self.executor.describe()}")
+
+    def _run(self) -> int:
         self.say("Starting queue")
         waiting = False
         while self.stopping is None:
@@ -217,9 +302,20 @@ class Queue:
         deadline = time.monotonic() + float(self.options.poll_interval)
         running = len(self.children)
         while self.stopping is None and time.monotonic() < deadline:
-            time.sleep(_TICK)
-            if sum(1 for c in self.children if c.proc.poll() is None) < running:
+            if self.executor is not None:
+                self._collect(min(4 * _TICK, max(0.0, deadline - time.monotonic())))
+            else:
+                time.sleep(_TICK)
+            if sum(1 for c in self.children if not c.ended()) < running:
                 return
+
+    def _collect(self, timeout: float) -> None:
+        """The ends the executor reports, noted on the runs they end."""
+        mine = {c.run.id: c for c in self.children}
+        for run, status in self.executor.wait(timeout):
+            child = mine.get(run.id)
+            if child is not None:
+                child.status = int(status)
 
     def _free_slots(self) -> list[int]:
         busy = {i for c in self.children for i in c.slots}
@@ -242,6 +338,8 @@ class Queue:
         for run in staged:
             if self.stopping is not None:
                 return True
+            if run.id in self._refused:
+                continue  # the executor cannot take it
             slots = self._slots_for(run)
             if slots is None:
                 continue  # never startable here
@@ -286,6 +384,8 @@ class Queue:
         if self.stopping is not None:
             release(run)
             return False
+        if self.executor is not None:
+            return self._submit(run, slots)
         run_env = run.get("env") or {}
         wanted = run_env.get("CUDA_VISIBLE_DEVICES")
         gpus = ",".join(self.gpus[i] for i in slots) if self.gpus else None
@@ -308,14 +408,42 @@ class Queue:
         self.say(f"Starting staged run {run.id}{where}")
         return True
 
+    def _submit(self, run: Run, slots: list[int]) -> bool:
+        from . import executors
+        from .errors import GuildError
+
+        # Ours by the claim above: an earlier attempt's (a run that ran
+        # on an executor before, restaged) must not turn this one away.
+        run.clear_markers(executors.CLAIM)
+        try:
+            self.executor.submit(run)
+        except GuildError as e:
+            release(run)
+            self._refused.add(run.id)
+            self.say(f"Ignoring staged run {run.id} ({e})")
+            return False
+        except BaseException:
+            release(run)
+            raise
+        self.children.append(_Started(run, None, slots))
+        self.say(f"Starting staged run {run.id}")
+        return True
+
     def _reap(self) -> None:
+        if self.executor is not None:
+            self._collect(0)
         for child in list(self.children):
-            if child.proc.poll() is not None:
+            if child.ended():
                 self._finish(child)
 
     def _finish(self, child: _Started) -> None:
         self.children.remove(child)
         run = Run(child.run.id, child.run.path)
+        if child.proc is None:
+            # The executor recorded it (or settled it): its status is
+            # what the run reads.
+            self.say(f"Run {run.id} ended: {run.status}")
+            return
         if run.get("exit_status") is None and run.run_process() is None:
             # Its supervisor died before recording the end (stopped
             # before it could start the script, or killed).
@@ -335,17 +463,29 @@ class Queue:
         told to stop (their supervisors record them terminated)."""
         if self.stopping is None:
             self.stopping = signum
+        if self.executor is not None:
+            self.executor.stop(signum)
+            return
         self._signal_children(signal.SIGTERM)
 
     def _signal_children(self, signum: int) -> None:
         for child in self.children:
-            if child.proc.poll() is None:
+            if child.proc is not None and child.proc.poll() is None:
                 try:
                     child.proc.send_signal(signum)
                 except OSError:
                     pass
 
     def _stop_children(self) -> None:
+        if self.executor is not None:
+            # The executor stops them; their ends still come from it.
+            self.executor.stop(self.stopping or signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT + 5
+            while self.children and time.monotonic() < deadline:
+                self._collect(4 * _TICK)
+                for child in [c for c in self.children if c.ended()]:
+                    self._finish(child)
+            return
         self._signal_children(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
         while any(c.proc.poll() is None for c in self.children) and time.monotonic() < deadline:
@@ -363,18 +503,30 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--wait-for-running", action="store_true")
     p.add_argument("--gpus")
     p.add_argument("--workers", type=int)
+    p.add_argument("--executor")
+    p.add_argument("--address")
     args = p.parse_args(argv)
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
-    return Options(args.poll_interval, args.run_once, args.wait_for_running, gpus, args.workers)
+    return Options(
+        args.poll_interval, args.run_once, args.wait_for_running, gpus, args.workers,
+        args.executor, args.address or None,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """The queue run's process, in its run directory."""
+    from .errors import GuildError
+
     options = parse_args(sys.argv[1:] if argv is None else argv)
     queue = Queue(options, self_id=os.environ.get("RUN_ID"))
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda n, _f: queue.stop(n))
-    stopped = queue.run()
+    try:
+        stopped = queue.run()
+    except GuildError as e:
+        # An executor that cannot be had: one line, the queue run fails.
+        sys.stderr.write(f"guild: {e}\n")
+        return 1
     if stopped:
         # End by the signal, so the queue run reads terminated.
         sys.stdout.flush()

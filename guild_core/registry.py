@@ -43,6 +43,18 @@ class Named:
     check: Any = None
 
 
+@dataclass
+class ExecutorEntry:
+    """An executor: `value` is its factory; `address_flag` names the
+    flag of its ``NAME:queue`` operation that gives the address."""
+
+    name: str
+    value: Callable
+    plugin: str
+    description: str = ""
+    address_flag: str = "address"
+
+
 class _Names:
     """name -> entry, refusing a second claim on a name."""
 
@@ -150,21 +162,28 @@ class Registry:
 
     # -- executors --------------------------------------------------------
 
-    def executors(self) -> dict[str, Named]:
+    def executors(self) -> dict[str, ExecutorEntry]:
         def make(names, plugin):
-            def register(name, factory, *, description=""):
-                names.claim(name, Named(name, factory, plugin, description), plugin)
+            def register(name, factory, *, description="", address_flag="address"):
+                names.claim(name, ExecutorEntry(name, factory, plugin, description, address_flag), plugin)
 
             return register
 
         return self._collect("guild_register_executors", "executor", make).entries
 
-    def executor(self, name: str) -> Named:
+    def executor(self, name: str) -> ExecutorEntry:
         entry = self.executors().get(name)
         if entry is None:
+            from .plugins import DISABLE_ENV, disabled_plugins
+
+            hint = None
+            if name in disabled_plugins():
+                hint = f"Plugin '{name}' is disabled by {DISABLE_ENV}."
+            elif name == "dask":
+                hint = "Install guild's dask extra: pip install 'guild[dask]'"
             raise GuildError(
                 f"no executor '{name}': the plugin that provides it is not installed or is disabled",
-                hint="Install guild's dask extra: pip install 'guild[dask]'" if name == "dask" else None,
+                hint=hint,
             )
         return entry
 

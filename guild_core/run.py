@@ -492,7 +492,9 @@ class Run:
         if opref is None:
             return ""
         if opref.type == "builtin" and opref.op == "queue":
-            return "queue"  # Guild AI's built-in operation, no batch
+            # Guild AI's built-in operation (or an executor's
+            # ``NAME:queue``), no batch
+            return opref.op_name
         proto_line = self._cache.get("proto_opref", _MISSING)
         if opref.type == "builtin" or self.has_proto:
             proto = Run.for_dir(self.guild_path("proto"))

@@ -20,7 +20,7 @@ from guild_core.plugins import check, get_plugin_manager
 from guild_core.registry import Registry
 
 ROOT = Path(__file__).parent.parent
-BUILTINS = {"argparse", "globals", "csv", "json", "yaml", "config", "resources"}
+BUILTINS = {"argparse", "globals", "csv", "json", "yaml", "config", "resources", "dask"}
 
 
 def hook_names() -> list[str]:

@@ -39,31 +39,40 @@ def run_batch(opdef, flag_vals, user_flags, args: BatchArgs, *, yes, stage, quie
         return
     if not yes and not confirm(_preview(plan, stage, deps)):
         return  # declining is not an error, as in Guild AI
-    if existing is None:
-        batch = scheduler.create(plan, flags_launcher(pm, opdef.flags_dest), run_params, staged=stage, attrs=batch_attrs)
-    else:
-        batch = existing
-    if stage:
-        if not quiet:
-            click.echo(f"{plan.name} staged as {batch.id}")
-            click.echo(f"To start the operation, use 'guild run --start {batch.id}'")
-        return
-
-    def make_trial(flags, trial_user, staged):
-        launcher = flags_launcher(pm, opdef.flags_dest) if flags else None
-        return runner.create_run(opdef, flags, trial_user, launcher, staged=staged, deps=deps, options=options)
-
-    def start(run):
-        return runner.start(
-            run,
-            on_started=lambda r: plugins.call_lifecycle(pm, "guild_run_starting", run=r),
-            on_stopped=lambda r: plugins.call_lifecycle(pm, "guild_run_stopped", run=r),
-        )
-
+    if not args.resources and (opdef.data or {}).get("dask-resources"):
+        # The operation's own (guild.yml `dask-resources`), unless given.
+        args.resources = {str(n): float(v) for n, v in opdef.data["dask-resources"].items()}
     executor = None
-    if args.parallel() and not (args.init_trials or args.stage_trials):
+    if not stage and args.parallel() and not (args.init_trials or args.stage_trials):
+        # Before the batch run exists: a scheduler that cannot be
+        # reached leaves nothing behind.
         executor = scheduler.open_executor(args, reg, click.echo)
-    exit_status = scheduler.drive(batch, plan, make_trial, start, executor=executor)
+    try:
+        if existing is None:
+            batch = scheduler.create(plan, flags_launcher(pm, opdef.flags_dest), run_params, staged=stage, attrs=batch_attrs)
+        else:
+            batch = existing
+        if stage:
+            if not quiet:
+                click.echo(f"{plan.name} staged as {batch.id}")
+                click.echo(f"To start the operation, use 'guild run --start {batch.id}'")
+            return
+
+        def make_trial(flags, trial_user, staged):
+            launcher = flags_launcher(pm, opdef.flags_dest) if flags else None
+            return runner.create_run(opdef, flags, trial_user, launcher, staged=staged, deps=deps, options=options)
+
+        def start(run):
+            return runner.start(
+                run,
+                on_started=lambda r: plugins.call_lifecycle(pm, "guild_run_starting", run=r),
+                on_stopped=lambda r: plugins.call_lifecycle(pm, "guild_run_stopped", run=r),
+            )
+
+        exit_status = scheduler.drive(batch, plan, make_trial, start, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()  # (closing twice is harmless)
     if exit_status:
         sys.exit(1 if exit_status > 0 else 128 - exit_status)
 
