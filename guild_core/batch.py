@@ -311,7 +311,12 @@ class Driver:
         self.stage_trials = stage_trials
         self.fail_on_trial_error = fail_on_trial_error
         self.out = out or sys.stdout
-        self.existing = {_key(r.get("flags") or {}): r for r in trial_links(batch).values()}
+        # Trials by their flags, oldest first: a batch file may repeat a
+        # row, and each repeat is a trial of its own.
+        self.existing: dict[str, list[Run]] = {}
+        for r in sorted(trial_links(batch).values(), key=lambda r: (r.get("initialized") or 0, r.id)):
+            self.existing.setdefault(_key(r.get("flags") or {}), []).append(r)
+        self.used: set[str] = set()
         self.generated: list[dict[str, Any]] = []
         self.failed = 0
         import threading
@@ -342,13 +347,17 @@ class Driver:
         needed runs, nor when trials are only initialized or staged)."""
         self.generated.append(flags)
         desc = format_trial(flags)
-        trial = self.existing.get(_key(flags))
+        key = _key(flags)
+        trial = next((t for t in self.existing.get(key, ()) if t.id not in self.used), None)
+        if trial is not None:
+            self.used.add(trial.id)
         if trial is not None and self.needed and trial.status == "completed":
             return trial, False
         if trial is None:
             trial = self.make_trial(flags, self.stage_trials)
             _link(self.batch, trial)
-            self.existing[_key(flags)] = trial
+            self.existing.setdefault(key, []).append(trial)
+            self.used.add(trial.id)
         elif self.stage_trials:
             trial.write_marker("STAGED")
         self.say(f"Initialized trial ({desc})")
@@ -382,9 +391,8 @@ class Driver:
 
     def finish(self) -> int:
         b = self.batch
-        wanted = {_key(f) for f in self.generated}
-        for key, trial in list(self.existing.items()):
-            if key in wanted:
+        for trial in [t for trials in self.existing.values() for t in trials]:
+            if trial.id in self.used:
                 continue
             # Orphans: a pending trial no longer belongs and is deleted;
             # any other is left as an independent run.

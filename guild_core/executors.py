@@ -91,15 +91,18 @@ def execute(
 
 def settle(run: Run, timeout: float = SETTLE_TIMEOUT) -> int:
     """The exit status of a trial an earlier attempt claimed, once it
-    has one. A live supervisor is left to finish; a script whose
-    supervisor died (its worker was killed) is stopped, with its process
-    group, and recorded terminated."""
+    has one. A live attempt (its claimer or supervisor alive) is left to
+    finish; a script whose supervisor died (its worker was killed) is
+    stopped, with its process group, and recorded terminated."""
+    claimer = _claimer(run)
     while True:
         fresh = Run(run.id, run.path)
         status = fresh.get("exit_status")
         if status is not None:
             return int(status)
-        if fresh.supervisor() is None:
+        # The attempt that claimed it lives (its worker too): it records
+        # the end, even if it has not started the script yet.
+        if fresh.supervisor() is None and not procs.alive(claimer):
             break
         time.sleep(_TICK)
     orphan = fresh.run_process()
@@ -117,18 +120,20 @@ def settle(run: Run, timeout: float = SETTLE_TIMEOUT) -> int:
     return int(status)
 
 
+def _claimer(run: Run) -> procs.Owner | None:
+    try:
+        return procs.Owner.decode(run.guild_path(CLAIM).read_text())
+    except OSError:
+        return None
+
+
 def _stop_group(owner: procs.Owner, timeout: float) -> None:
     """SIGTERM to `owner`'s process group (it leads one: trials start
     in their own session), SIGKILL after `timeout`."""
     if not procs.alive(owner):
         return
     for signum, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
-        try:
-            if os.getpgid(owner.pid) == owner.pid:
-                os.killpg(owner.pid, signum)
-            else:
-                procs.send(owner, signum)
-        except (ProcessLookupError, PermissionError):
+        if not procs.send_group(owner, signum):
             return
         deadline = time.monotonic() + wait
         while procs.alive(owner) and time.monotonic() < deadline:

@@ -156,3 +156,17 @@ def send(owner: Owner, signum: int) -> bool:
     finally:
         if pidfd is not None:
             os.close(pidfd)
+
+
+def send_group(owner: Owner, signum: int) -> bool:
+    """`send`, to the whole process group `owner` leads (a run started
+    in its own session); to `owner` alone when it leads none."""
+    if not alive(owner):
+        return False
+    try:
+        if os.getpgid(owner.pid) == owner.pid:
+            os.killpg(owner.pid, signum)
+            return True
+    except (ProcessLookupError, PermissionError):
+        return False
+    return send(owner, signum)

@@ -335,13 +335,19 @@ class Run:
         start that may never come."""
         self.write_marker("PENDING", owner.encode() + "\n" if owner else "")
 
-    def record_processes(self, run_proc: "procs.Owner", supervisor: "procs.Owner | None") -> None:
+    def record_processes(self, run_proc: "procs.Owner", supervisor: "procs.Owner | None",
+                         supervisor_signals: bool = True) -> None:
         """The run's process and its supervisor, then LOCK (the pid
         alone, as Guild AI reads it). Written in that order, so a LOCK
-        is never without its record."""
+        is never without its record. A supervisor that does not take
+        signals for this run (a thread of a process supervising many:
+        parallel trials, a Dask worker) is recorded so: ``guild stop``
+        signals the run's process group instead."""
         lines = [f"run {run_proc.encode()}"]
         if supervisor is not None and supervisor != run_proc:
             lines.append(f"supervisor {supervisor.encode()}")
+            if not supervisor_signals:
+                lines.append("stop run-group")
         self.write_marker("LOCK.proc", "\n".join(lines) + "\n")
         self.write_marker("LOCK", str(run_proc.pid))
 
@@ -377,6 +383,15 @@ class Run:
             owner = owners.get("run")
             return owner if owner and owner.pid == pid and procs.alive(owner) else None
         return procs.owner_of(pid) if procs.names_run(pid, self.id) else None
+
+    def stopped_by_group(self) -> bool:
+        """Whether ``guild stop`` signals the run's process group, not
+        its supervisor (see `record_processes`)."""
+        try:
+            text = self.guild_path("LOCK.proc").read_text(errors="replace")
+        except OSError:
+            return False
+        return "stop run-group" in text.splitlines()
 
     def supervisor(self) -> "procs.Owner | None":
         """The live guild process recording this run's end, if any."""

@@ -810,6 +810,9 @@ def start(
     recorder = _Recorder(run, scalars, tfevents.EventWriter(run.guild_path()))
     # Handlers go in before the process starts: a signal at any moment
     # after this is recorded, never a traceback that leaves no exit status.
+    # Signals to this process are this run's only when its handlers are
+    # installed here, in the main thread, for it alone.
+    own_signals = interrupted is None and threading.current_thread() is threading.main_thread()
     if interrupted is None:
         interrupted = Interrupted()
         restore = _handle_signals(interrupted)
@@ -838,7 +841,7 @@ def start(
     # end, so the run reads running until that end is recorded.
     child = procs.owner_of(proc.pid) or procs.Owner(proc.pid, "")
     try:
-        run.record_processes(child, me)
+        run.record_processes(child, me, supervisor_signals=own_signals)
         run.clear_markers("PENDING")
     except OSError as e:
         sys.stderr.write(f"guild: cannot record run {run.short_id}'s process: {e}\n")
@@ -1022,8 +1025,9 @@ def stop(run: Run, timeout: float = STOP_TIMEOUT, wait: bool = True) -> bool:
     the run never reads as running forever."""
     proc = run.run_process()
     supervisor = run.supervisor()
-    target = supervisor or proc
-    if target is None or not procs.send(target, signal.SIGTERM):
+    by_group = supervisor is not None and proc is not None and run.stopped_by_group()
+    target = proc if by_group else (supervisor or proc)
+    if target is None or not (procs.send_group(target, signal.SIGTERM) if by_group else procs.send(target, signal.SIGTERM)):
         return False
     if not wait:
         return True
@@ -1031,7 +1035,7 @@ def stop(run: Run, timeout: float = STOP_TIMEOUT, wait: bool = True) -> bool:
     while procs.alive(proc) and time.time() < deadline:
         time.sleep(0.05)
     if procs.alive(proc):
-        procs.send(proc, signal.SIGKILL)
+        (procs.send_group if by_group else procs.send)(proc, signal.SIGKILL)
     # The supervisor writes the exit status; wait for it briefly, then
     # write it ourselves if it is gone.
     deadline = time.time() + 2.0 + (timeout if supervisor else 0)

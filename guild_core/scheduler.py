@@ -387,7 +387,12 @@ class Parallel:
                 runner.apply_options(trial, runner.RunOptions(gpus=gpu))
             self.driver.announce(flags)
             self.running[trial.id] = (trial, proposed, gpu)
-            self.follow[trial.id] = 0
+            # From where its output ends now: a restarted trial's earlier
+            # output was shown when it was made.
+            try:
+                self.follow[trial.id] = trial.guild_path("output").stat().st_size
+            except OSError:
+                self.follow[trial.id] = 0
             self.executor.submit(trial)
 
     def _prepare(self):

@@ -320,6 +320,25 @@ def test_guild_stop_terminates_the_trials_and_leaves_the_workers(sh, guild_home,
     assert cluster.worker_pids() == workers
 
 
+def test_guild_stop_of_one_trial_stops_its_script_not_its_worker(sh, guild_home, project, addr, cluster, group):
+    project.write("s.py", SCRIPT)
+    workers = cluster.worker_pids()
+    p = spawn(group, "run", "s.py", "x=[1,2]", "secs=60", "--dask", addr, "-y")
+    wait_for(lambda: [status(t) for t in trials(guild_home)].count("running") == 2, timeout=30, what="two running")
+    one, other = trials(guild_home)
+    script = Run(one.id, one.path).run_process()
+    stopped = sh("stop", one.id, "-y")
+    assert stopped.exit_code == 0, stopped.stderr
+    wait_for(lambda: status(one) == "terminated", timeout=20, what="the trial terminated")
+    assert not procs.alive(script)
+    # The worker that ran it lives, and so do the batch and its other trial.
+    assert cluster.worker_pids() == workers
+    assert status(other) == "running" and p.poll() is None
+    assert sh("stop", other.id, "-y").exit_code == 0
+    p.communicate(timeout=30)
+    assert status(other) == "terminated"
+
+
 def test_a_killed_worker_leaves_its_trial_terminated_and_restart_reruns_it(sh, guild_home, project, addr, cluster, group):
     project.write("s.py", SCRIPT)
     p = spawn(group, "run", "s.py", "x=[1,2,3]", "secs=3", "--dask", addr, "-y")

@@ -256,3 +256,50 @@ def test_bad_parallel_options_are_one_line_and_start_nothing(sh, guild_home, pro
     assert r.stderr.splitlines()[0] == message
     assert "Traceback" not in r.stderr
     assert not list((guild_home / "runs").glob("*")) if (guild_home / "runs").exists() else True
+
+
+def test_guild_stop_of_one_trial_leaves_the_batch_going(sh, guild_home, project, tmp_path, procs):
+    project.write("sleepy.py", SCRIPT)
+    slow = tmp_path / "slow"
+    slow.touch()
+    env = dict(os.environ, SLOW=str(slow))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "guild_core.cli.main", "run", "sleepy.py", "x=[3,4]", "--workers", "2", "-y"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
+    )
+    procs.append(p)
+
+    def both_running():
+        try:
+            _b, trials = batch_and_trials(guild_home)
+        except AssertionError:
+            return None
+        return len(trials) == 2 and all(t.status == "running" for t in trials) and trials
+
+    one, other = wait_for(both_running, timeout=30, what="two trials running")
+    r = sh("stop", one.id, "-y")
+    assert r.exit_code == 0, r.stderr
+    wait_for(lambda: Run(one.id, one.path).status == "terminated", timeout=20, what="the trial terminated")
+    assert p.poll() is None and Run(other.id, other.path).status == "running"
+    slow.unlink()
+    out, err = p.communicate(timeout=30)
+    assert Run(other.id, other.path).status == "completed"
+    batch, _ = batch_and_trials(guild_home)
+    # One trial failed (terminated): the batch ends in error, as serially.
+    assert Run(batch.id, batch.path).status == "error"
+
+
+def test_repeated_batch_file_rows_are_trials_of_their_own(sh, guild_home, project):
+    project.write("sleepy.py", SCRIPT)
+    project.write("rows.csv", "x\n1\n1\n2\n")
+    r = sh("run", "sleepy.py", "@rows.csv", "--workers", "2", "-y")
+    assert r.exit_code == 0, r.stderr
+    batch, trials = batch_and_trials(guild_home)
+    assert sorted(flag(t, "x") for t in trials) == [1, 1, 2]
+    assert all(Run(t.id, t.path).status == "completed" for t in trials)
+    # A restart with --needed finds all three, and reruns none.
+    started = {t.id: Run(t.id, t.path).get("started") for t in trials}
+    r = sh("run", "--restart", batch.id, "--needed", "--workers", "2", "-y")
+    assert r.exit_code == 0, r.stderr
+    _b, after = batch_and_trials(guild_home)
+    assert {t.id: Run(t.id, t.path).get("started") for t in after} == started
