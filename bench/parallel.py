@@ -6,7 +6,8 @@ with `--workers 2`, and on Dask: a 2-worker cluster started beforehand
 already has), and `--dask --workers 2`, which also starts its own
 LocalCluster. Prints each configuration's median wall time over REPS
 batches and its ratio to the ideal, N x SECS / 2 for two workers (the
-goal: within 1.15 of it).
+goal: within 1.15 of it), and the same for the span of the trials alone,
+from the first trial's start to the last one's end.
 
 Usage: python bench/parallel.py [--trials 16] [--secs 0.5] [--reps 3] [--no-dask]
 """
@@ -76,12 +77,23 @@ def stop_cluster(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
-def batch_seconds(guild: list[str], project: Path, home: Path, trials: int, secs: float, extra: list[str]) -> float:
+def batch_seconds(guild: list[str], project: Path, home: Path, trials: int, secs: float, extra: list[str]) -> tuple[float, float]:
+    """The batch's wall time, and the span of its trials: from the first
+    trial's start to the last one's end (without guild's start-up and
+    the executor's own, such as importing Dask)."""
     env = dict(os.environ, GUILD_HOME=str(home))
     cmd = guild + ["run", "sleep.py", f"i=range[1:{trials}]", f"secs={secs}", "-y", "-q", *extra]
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    starts, stops = [], []
+    for run_dir in (home / "runs").iterdir():
+        attrs = run_dir / ".guild" / "attrs"
+        if (run_dir / ".guild" / "proto").exists():
+            continue
+        starts.append(int((attrs / "started").read_text()))
+        stops.append(int((attrs / "stopped").read_text()))
+    return wall, (max(stops) - min(starts)) / 1e6
 
 
 def main() -> None:
@@ -106,16 +118,18 @@ def main() -> None:
                 configs += [("Dask, 2 workers", ["--dask", address]), ("--dask --workers 2 (own cluster)", ["--dask", "--workers", "2"])]
             # Warm caches (bytecode, flag detection).
             batch_seconds(guild, project, tmp / "warm", 2, 0.0, [])
-            times: dict[str, list[float]] = {name: [] for name, _ in configs}
+            times: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in configs}
             for rep in range(args.reps):
                 # Interleaved, so a busy moment of the machine hits all alike.
-                for name, extra in configs:
-                    home = tmp / f"home-{rep}-{len(times[name])}-{abs(hash(name))}"
+                for i, (name, extra) in enumerate(configs):
+                    home = tmp / f"home-{rep}-{i}"
                     times[name].append(batch_seconds(guild, project, home, args.trials, args.secs, extra))
             print(f"{args.trials} trials of {args.secs:g} s; ideal for 2 workers {ideal:.2f} s; median of {args.reps}")
+            print(f"  {'':<36} {'wall':>8}   {'ratio':>5}     {'trials':>8}   {'ratio':>5}")
             for name, _ in configs:
-                med = statistics.median(times[name])
-                print(f"  {name:<36} {med:6.2f} s   {med / ideal:5.2f} x ideal")
+                wall = statistics.median(t[0] for t in times[name])
+                span = statistics.median(t[1] for t in times[name])
+                print(f"  {name:<36} {wall:6.2f} s   {wall / ideal:5.2f} x   {span:6.2f} s   {span / ideal:5.2f} x")
     finally:
         stop_cluster(procs)
 

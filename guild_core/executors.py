@@ -78,7 +78,7 @@ def execute(
         return settle(run)
     hooks = {}
     if lifecycle:
-        pm = plugins.get_plugin_manager()
+        pm = _plugin_manager(os.environ.get(plugins.DISABLE_ENV, ""))
         hooks = dict(
             on_started=lambda r: plugins.call_lifecycle(pm, "guild_run_starting", run=r),
             on_stopped=lambda r: plugins.call_lifecycle(pm, "guild_run_stopped", run=r),
@@ -87,6 +87,20 @@ def execute(
         run, echo=False, tee=tee, interrupted=interrupted, base_env=base_env,
         new_session=new_session, **hooks,
     )
+
+
+_PLUGIN_MANAGERS: dict[str, Any] = {}
+
+
+def _plugin_manager(disabled: str):
+    """One plugin manager per process (and plugin selection): a worker
+    runs many trials, and loading entry points takes tens of ms."""
+    from . import plugins
+
+    pm = _PLUGIN_MANAGERS.get(disabled)
+    if pm is None:
+        pm = _PLUGIN_MANAGERS[disabled] = plugins.get_plugin_manager()
+    return pm
 
 
 def settle(run: Run, timeout: float = SETTLE_TIMEOUT) -> int:
