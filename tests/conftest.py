@@ -131,3 +131,53 @@ def procs():
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+@pytest.fixture
+def group():
+    """Background guild processes a test starts, each in its own session:
+    killed, with their process groups (their runs), after it, even when
+    it fails."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for p in started:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        p.wait()
+
+
+def spawn(group, *args, env=None, text=True) -> subprocess.Popen:
+    """``guild ARGS`` in the background, in its own session, added to
+    `group`."""
+    p = subprocess.Popen(
+        [sys.executable, "-m", "guild_core.cli.main", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=text, env=env,
+    )
+    group.append(p)
+    return p
+
+
+def span(run) -> tuple[int, int]:
+    """A run's started and stopped times, read afresh."""
+    from guild_core.run import Run
+
+    run = Run(run.id, run.path)
+    return run.get("started"), run.get("stopped")
+
+
+def overlap(a, b) -> bool:
+    (s1, e1), (s2, e2) = span(a), span(b)
+    return s1 < e2 and s2 < e1
+
+
+def most_at_once(runs) -> int:
+    """The most runs running at one moment, from their started/stopped."""
+    spans = [span(r) for r in runs]
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    now = top = 0
+    for _t, delta in events:
+        now += delta
+        top = max(top, now)
+    return top

@@ -21,7 +21,7 @@ import psutil  # noqa: E402
 from guild_core import procs  # noqa: E402
 from guild_core.run import Run, runs_in  # noqa: E402
 
-from conftest import wait_for  # noqa: E402
+from conftest import most_at_once, span, spawn, wait_for  # noqa: E402
 
 # Prints the process that supervises it (a worker's, on the cluster) and
 # what it sees of OMP_NUM_THREADS, then sleeps.
@@ -140,29 +140,6 @@ def addr(cluster, monkeypatch):
     return cluster.address
 
 
-@pytest.fixture
-def group():
-    """Background guild processes a test starts, killed (with their
-    process group) after it, even when it fails."""
-    started: list[subprocess.Popen] = []
-    yield started
-    for p in started:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        p.wait()
-
-
-def spawn(group, *args) -> subprocess.Popen:
-    p = subprocess.Popen(
-        [sys.executable, "-m", "guild_core.cli.main", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True,
-    )
-    group.append(p)
-    return p
-
-
 def runs(home: Path) -> list[Run]:
     return runs_in(home / "runs") if (home / "runs").is_dir() else []
 
@@ -184,20 +161,6 @@ def supervisors(run: Run) -> list[int]:
 def omp(run: Run) -> str:
     out = run.guild_path("output").read_text()
     return [line.split()[5] for line in out.splitlines() if line.startswith("x ")][-1]
-
-
-def span(run: Run) -> tuple[int, int]:
-    run = Run(run.id, run.path)
-    return run.get("started"), run.get("stopped")
-
-
-def most_at_once(rs: list[Run]) -> int:
-    events = sorted([(s, 1) for s, _ in map(span, rs)] + [(e, -1) for _, e in map(span, rs)])
-    now = top = 0
-    for _t, delta in events:
-        now += delta
-        top = max(top, now)
-    return top
 
 
 def status(run: Run) -> str:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from guild_core.run import Run, runs_in
 
-from conftest import wait_for
+from conftest import most_at_once, overlap, spawn, wait_for
 
 # Sleeps `secs` (longer while the file $SLOW names exists), printing a
 # line before and after, and loss = x.
@@ -51,23 +48,14 @@ def batch_and_trials(home: Path) -> tuple[Run, list[Run]]:
     return batches[0], trials
 
 
-def span(run: Run) -> tuple[int, int]:
-    run = Run(run.id, run.path)
-    return run.get("started"), run.get("stopped")
-
-
-def overlap(a: Run, b: Run) -> bool:
-    (s1, e1), (s2, e2) = span(a), span(b)
-    return s1 < e2 and s2 < e1
-
-
-def most_at_once(trials: list[Run]) -> int:
-    events = sorted([(s, 1) for s, _ in map(span, trials)] + [(e, -1) for _, e in map(span, trials)])
-    now = top = 0
-    for _t, delta in events:
-        now += delta
-        top = max(top, now)
-    return top
+def start_slow_batch(group, project, tmp_path, grid: str):
+    """``guild run sleepy.py GRID --workers 2`` in the background, its
+    trials with x >= 3 running until the returned file is removed."""
+    project.write("sleepy.py", SCRIPT)
+    slow = tmp_path / "slow"
+    slow.touch()
+    p = spawn(group, "run", "sleepy.py", grid, "--workers", "2", "-y", env=dict(os.environ, SLOW=str(slow)), text=False)
+    return p, slow
 
 
 def flag(run: Run, name: str):
@@ -168,16 +156,8 @@ def test_gp_propose_concurrent_uses_constant_liar():
     assert opt.proposed == 3
 
 
-def test_ctrl_c_terminates_every_trial_and_needed_reruns_the_rest(sh, guild_home, project, tmp_path, procs):
-    project.write("sleepy.py", SCRIPT)
-    slow = tmp_path / "slow"
-    slow.touch()
-    env = dict(os.environ, SLOW=str(slow))
-    p = subprocess.Popen(
-        [sys.executable, "-m", "guild_core.cli.main", "run", "sleepy.py", "x=[1,2,3,4]", "--workers", "2", "-y"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
-    )
-    procs.append(p)
+def test_ctrl_c_terminates_every_trial_and_needed_reruns_the_rest(sh, guild_home, project, tmp_path, group):
+    p, slow = start_slow_batch(group, project, tmp_path, "x=[1,2,3,4]")
 
     def slow_ones_running():
         try:
@@ -211,16 +191,8 @@ def test_ctrl_c_terminates_every_trial_and_needed_reruns_the_rest(sh, guild_home
             assert fresh.get("started") != started[t.id]
 
 
-def test_guild_stop_stops_a_parallel_batch(sh, guild_home, project, tmp_path, procs):
-    project.write("sleepy.py", SCRIPT)
-    slow = tmp_path / "slow"
-    slow.touch()
-    env = dict(os.environ, SLOW=str(slow))
-    p = subprocess.Popen(
-        [sys.executable, "-m", "guild_core.cli.main", "run", "sleepy.py", "x=[3,4,5]", "--workers", "2", "-y"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
-    )
-    procs.append(p)
+def test_guild_stop_stops_a_parallel_batch(sh, guild_home, project, tmp_path, group):
+    p, slow = start_slow_batch(group, project, tmp_path, "x=[3,4,5]")
 
     def two_running():
         try:
@@ -258,16 +230,8 @@ def test_bad_parallel_options_are_one_line_and_start_nothing(sh, guild_home, pro
     assert not list((guild_home / "runs").glob("*")) if (guild_home / "runs").exists() else True
 
 
-def test_guild_stop_of_one_trial_leaves_the_batch_going(sh, guild_home, project, tmp_path, procs):
-    project.write("sleepy.py", SCRIPT)
-    slow = tmp_path / "slow"
-    slow.touch()
-    env = dict(os.environ, SLOW=str(slow))
-    p = subprocess.Popen(
-        [sys.executable, "-m", "guild_core.cli.main", "run", "sleepy.py", "x=[3,4]", "--workers", "2", "-y"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
-    )
-    procs.append(p)
+def test_guild_stop_of_one_trial_leaves_the_batch_going(sh, guild_home, project, tmp_path, group):
+    p, slow = start_slow_batch(group, project, tmp_path, "x=[3,4]")
 
     def both_running():
         try:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from guild_core import procs, queue
 from guild_core.run import Run
 
-from conftest import wait_for
+from conftest import most_at_once, overlap, spawn, wait_for
 
 # Each start of a run appends its id to STARTS: a run started twice
 # shows twice.
@@ -27,33 +25,10 @@ time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 1.0)
 
 
 @pytest.fixture
-def group():
-    """Process groups a test starts: killed after it, even on failure
-    (a queue's runs are in its group)."""
-    started: list[subprocess.Popen] = []
-    yield started
-    for p in started:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        p.wait()
-
-
-@pytest.fixture
 def starts(tmp_path, monkeypatch):
     path = tmp_path / "starts.log"
     monkeypatch.setenv("STARTS", str(path))
     return path
-
-
-def spawn(group, *args):
-    p = subprocess.Popen(
-        [sys.executable, "-m", "guild_core.cli.main", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True,
-    )
-    group.append(p)
-    return p
 
 
 def stage(sh, n, *args):
@@ -84,20 +59,6 @@ def output(run: Run) -> bytes:
         return b""
 
 
-def max_at_once(rs: list[Run]) -> int:
-    """The most runs running at one moment, from their started/stopped."""
-    events = sorted([(r.get("started"), 1) for r in rs] + [(r.get("stopped"), -1) for r in rs])
-    now = top = 0
-    for _, step in events:
-        now += step
-        top = max(top, now)
-    return top
-
-
-def overlap(a: Run, b: Run) -> bool:
-    return a.get("started") < b.get("stopped") and b.get("started") < a.get("stopped")
-
-
 def test_workers_run_staged_runs_two_at_a_time(sh, guild_home, project, starts):
     project.write("s.py", SCRIPT)
     stage(sh, 4)
@@ -105,7 +66,7 @@ def test_workers_run_staged_runs_two_at_a_time(sh, guild_home, project, starts):
     assert result.exit_code == 0, result.stderr
     rs = script_runs(guild_home)
     assert [r.status for r in rs] == ["completed"] * 4
-    assert max_at_once(rs) == 2
+    assert most_at_once(rs) == 2
     assert sorted(starts.read_text().split()) == sorted(r.id for r in rs)
     for r in rs:
         assert b"gpu None" in r.guild_path("output").read_bytes()
@@ -131,7 +92,7 @@ def test_gpus_one_run_per_gpu(sh, guild_home, project, starts):
     assert set(gpus.values()) == {"0", "1"}
     for r in done:
         assert f"gpu {gpus[r.id]}".encode() in r.guild_path("output").read_bytes()
-    assert max_at_once(done) == 2
+    assert most_at_once(done) == 2
     for a in done:
         for b in done:
             if a is not b and overlap(a, b):
