@@ -12,7 +12,9 @@ it: the command line only parses, confirms and prints.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -282,9 +284,10 @@ def open_executor(options: BatchOptions, reg, say: Callable[[str], None]):
     `GuildError` when it cannot be had."""
     from . import executors
 
-    slots = len(options.gpu_slots) or max(1, options.workers or 1)
-    if options.workers:
-        slots = min(slots, options.workers) if options.gpu_slots else slots
+    slots = max(1, options.workers or 1)
+    if options.gpu_slots:
+        # One trial per GPU, and no more than --workers when it is given.
+        slots = min(len(options.gpu_slots), options.workers or len(options.gpu_slots))
     if not options.executor:
         return executors.LocalExecutor(slots)
     entry = reg.executor(options.executor)
@@ -327,8 +330,6 @@ class Parallel:
         self.follow: dict[str, int] = {}
 
     def run(self) -> int | None:
-        import signal
-
         previous = {}
 
         def receive(signum, _frame):
@@ -336,8 +337,6 @@ class Parallel:
                 self.stopping = signum
                 self.driver.say("Stopping trials")
             self.executor.stop(signum)
-
-        import threading
 
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
