@@ -574,35 +574,44 @@ def ops_data(cwd: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     in `cwd` (default: the current directory), by model and name, its
     flags as ``guild run`` resolves them."""
     from . import opdef as opdeflib
+
+    root = Path(cwd) if cwd is not None else Path.cwd()
+    if opdeflib.find_guildfile(root) is None:
+        return []
+    return [help_op_data(name, root) for name, _desc in opdeflib.list_operations(root, private=True)]
+
+
+def help_op_data(opspec: str, cwd: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``guild api help-op``'s JSON: operation `opspec` (a guild.yml
+    operation or a script, as ``guild run`` finds it) and its flags."""
+    from . import opdef as opdeflib
     from .cli.common import flag_detector, plugin_manager
 
     root = Path(cwd) if cwd is not None else Path.cwd()
-    gf = opdeflib.find_guildfile(root)
-    if gf is None:
-        return []
-    ops = opdeflib.load_guildfile(gf)
-    detect = flag_detector(plugin_manager())
-    out = []
-    for fullname, _desc in opdeflib.list_operations(root, private=True):
-        od = opdeflib.resolve(fullname, root, detect)
-        raw_flags = (ops.get(fullname) or {}).get("flags")
-        raw_flags = raw_flags if isinstance(raw_flags, dict) else {}
-        out.append({
-            "opref": {
-                "pkgType": od.opref.type, "pkgName": od.opref.location,
-                "pkgVersion": od.opref.version, "modelName": od.opref.model,
-                "opName": od.opref.op,
-            },
-            "name": fullname.rpartition(":")[2],
-            "fullname": fullname,
-            "description": od.description or "",
-            "guildfile": {"dir": str(gf.parent.absolute()), "src": str(gf.absolute())},
-            "flags": {
-                name: _flag_data(fd, raw_flags.get(name))
-                for name, fd in sorted(od.flagdefs.items())
-            },
-        })
-    return out
+    od = opdeflib.resolve(opspec, root, flag_detector(plugin_manager()))
+    gf = od.guildfile
+    raw_flags = {}
+    if gf is not None:
+        op = opdeflib.load_guildfile(gf).get(od.name) or {}
+        raw_flags = op.get("flags") if isinstance(op.get("flags"), dict) else {}
+    return {
+        "opref": {
+            "pkgType": od.opref.type, "pkgName": od.opref.location,
+            "pkgVersion": od.opref.version, "modelName": od.opref.model,
+            "opName": od.opref.op,
+        },
+        "name": od.opref.op,
+        "fullname": od.opref.op_name,
+        "description": od.description or "",
+        "guildfile": {
+            "dir": str((gf.parent if gf is not None else Path(od.project_dir)).absolute()),
+            "src": str(gf.absolute()) if gf is not None else None,
+        },
+        "flags": {
+            name: _flag_data(fd, raw_flags.get(name))
+            for name, fd in sorted(od.flagdefs.items())
+        },
+    }
 
 
 def _flag_data(fd, raw: Any) -> dict[str, Any]:

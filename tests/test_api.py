@@ -244,6 +244,18 @@ def test_api_ops_json(sh, project):
         {"value": "tanh", "alias": None, "description": ""},
     ]
     assert op["guildfile"]["src"] == str(project.path / "guild.yml")
+    assert json.loads(sh("api", "help-op", "train").output) == op
+    script = json.loads(sh("api", "help-op", "train.py").output)
+    assert script["opref"]["pkgType"] == "script" and script["guildfile"]["src"] is None
+    assert sorted(script["flags"]) == ["lr", "x"]
+    res = sh("api", "help-op", "nope")
+    assert res.exit_code == 1 and res.stderr.startswith("guild: ")
+
+
+@pytest.mark.skipif(not GUILD_AI, reason="GUILD_AI_EXE does not name Guild AI 0.9's guild")
+def test_api_help_op_is_guild_ai_s(sh, project):
+    project.write("train.py", TRAIN)
+    assert json.loads(sh("api", "help-op", "train.py").output) == _guild_ai("api", "help-op", "train.py", cwd=project.path)
 
 
 # -- the same home under Guild AI 0.9 (skipped unless GUILD_AI_EXE names

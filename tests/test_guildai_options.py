@@ -21,7 +21,6 @@ LATER_COMMANDS = {
     "publish": "Guild AI packages", "search": "Guild AI packages",
     "download": "Guild AI packages",
     "init": "environments", "shell": "a Python shell", "tensorflow": "TensorFlow tools",
-    "api-help-op": "the view (its JSON for one operation)",
     "api-merge": "the view (its JSON merge)",
 }
 # Options that belong to a later feature, or to what this project is

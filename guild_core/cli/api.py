@@ -75,3 +75,16 @@ def ops(fmt):
     from guild_core import api as apilib
 
     _out(apilib.ops_data(), fmt)
+
+
+@api.command("help-op")
+@click.argument("opspec", metavar="OPSPEC")
+@format_option
+def help_op(opspec, fmt):
+    """Show an operation and its flags as JSON.
+
+    OPSPEC is an operation of the project's guild.yml or a script, as
+    'guild run' takes it."""
+    from guild_core import api as apilib
+
+    _out(apilib.help_op_data(opspec), fmt)
