@@ -152,6 +152,13 @@ def test_run_starts_a_run_as_guild_run(made, project, capsys):
     assert api.runs()[0].id == info.id
 
 
+def test_run_of_a_batch_returns_the_batch(made, project):
+    info = api.run("train.py", x=[3, 4])
+    assert info.operation == "train.py+"
+    assert [r.flags["x"] for r in api.runs(runs="1:2")] == [4, 3]
+    assert api.runs(include_batch=True)[2].id == info.id
+
+
 def test_run_that_fails_is_returned(made, project):
     info = api.run("bad.py")
     assert info.status == "error" and info.operation == "bad.py"
