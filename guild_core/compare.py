@@ -586,18 +586,18 @@ def json_data(table: Table, skip_unchanged: bool = False) -> list[dict[str, Any]
     header, rows = table.header, table.rows
     if skip_unchanged:
         header, rows = drop_unchanged(header, rows)
-    return [{name: _json_val(v) for name, v in zip(header, row)} for row in rows]
+    return [{name: json_value(v) for name, v in zip(header, row)} for row in rows]
 
 
-def _json_val(val: Any) -> Any:
+def json_value(val: Any) -> Any:
     if isinstance(val, float) and not math.isfinite(val):
         return format_float(val)
     if val is None or isinstance(val, (bool, int, float, str)):
         return val
     if isinstance(val, (list, tuple)):
-        return [_json_val(v) for v in val]
+        return [json_value(v) for v in val]
     if isinstance(val, dict):
-        return {str(k): _json_val(v) for k, v in val.items()}
+        return {str(k): json_value(v) for k, v in val.items()}
     return str(val)
 
 

@@ -21,6 +21,7 @@ LATER_COMMANDS = {
     "publish": "Guild AI packages", "search": "Guild AI packages",
     "download": "Guild AI packages",
     "init": "environments", "shell": "a Python shell", "tensorflow": "TensorFlow tools",
+    "api-merge": "the view (its JSON merge)",
 }
 # Options that belong to a later feature, or to what this project is
 # not (Guild AI's own test suite and R support), by command ("*": every
@@ -41,13 +42,13 @@ OWN_MEANING = {
 
 
 def help_files() -> list[Path]:
-    return sorted(p for p in HELP_DIR.glob("*.txt") if not p.stem.startswith("api"))
+    return sorted(HELP_DIR.glob("*.txt"))
 
 
 def command_args(name: str) -> list[str]:
     if name == "guild":
         return []
-    if name.startswith(("runs-", "remote-")):
+    if name.startswith(("runs-", "remote-", "api-")):
         group, _, sub = name.partition("-")
         return [group, sub]
     return [name]

@@ -25,6 +25,7 @@ from guild_core.errors import GuildError
 # name -> (module, attribute, short help). The help is here so listing
 # commands does not import them.
 COMMANDS = {
+    "api": ("guild_core.cli.api", "api", "CLI based API calls: runs, compare and operations as JSON."),
     "cat": ("guild_core.cli.files", "cat", "Show contents of a run file."),
     "check": ("guild_core.cli.info", "check", "Check the Guild setup."),
     "completion": ("guild_core.cli.completion", "completion", "Generate a shell completion script."),
