@@ -24,7 +24,6 @@ Usage: python bench/view.py [--sizes 1000,100000] [--reps 5]
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess

@@ -438,6 +438,9 @@ def test_delete_and_restore_with_the_token(env):
     assert not (env["home"] / "runs" / run_id).exists()
     assert (env["home"] / "trash" / "runs" / run_id).is_dir()
     assert get_json(env, "/api/runs")["total"] == 4
+    for tok_ in (None, "wrong"):
+        assert post(env, "/api/runs/restore", {"runs": [run_id]}, tok_)[0] == 403
+    assert (env["home"] / "trash" / "runs" / run_id).is_dir()
     status, _h, body = post(env, "/api/runs/restore", {"runs": [run_id]}, tok)
     assert status == 200 and json.loads(body)["done"] == [run_id]
     assert (env["home"] / "runs" / run_id).is_dir()
@@ -487,3 +490,17 @@ def test_bad_options_are_one_line(sh):
     out = sh("view", "-n", "-Fs", "not a range")
     assert out.exit_code != 0 and "RANGE" in out.stderr
     assert sh("view", "--help").exit_code == 0
+
+
+def test_host_option_and_request_log(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    proc, url = _start_view(home, tmp_path, "-h", "localhost", "--logging")
+    try:
+        assert url.startswith("http://localhost:")
+        assert request(url + "/api/runs")[0] == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert "GET /api/runs" in proc.stderr.read()
+    finally:
+        _stop(proc)

@@ -26,7 +26,6 @@ import re
 import secrets
 import socket
 import sys
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -153,6 +152,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Referrer-Policy", "no-referrer")
         for name, val in (extra or {}).items():
             self.send_header(name, val)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -162,6 +163,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, body, "application/json")
 
     def _error(self, status: int, msg: str) -> None:
+        # A refused request's body may be unread: the connection ends
+        # with this answer, so it is never taken for the next request.
+        self.close_connection = True
         self._json(status, {"error": " ".join(str(msg).split())})
 
     # -- methods ---------------------------------------------------
