@@ -149,6 +149,23 @@ def _stored_listing(db, key: str) -> tuple[dict[str, tuple[int, int]], bool]:
     return {row[0]: (row[1], row[2] or 0) for row in query}, False
 
 
+def last_listing(root: Path) -> dict[str, tuple[int, int]] | None:
+    """Id -> (`.guild` time, start time) of the runs of `root` as the
+    index listed them last, no run checked: what a long-lived process
+    (`guild view`) may show first, while it lists the runs; None
+    without such a listing."""
+    if not enabled():
+        return None
+    db = _conn()
+    if db is None:
+        return None
+    try:
+        stored, _packed_ = _stored_listing(db, str(root))
+    except _sqlite().Error:
+        return None
+    return stored or None
+
+
 def _packed(listing: dict[str, tuple[int, int]]) -> bytes:
     pack = _LISTING.pack
     return b"".join(pack(rid.encode("ascii"), g, s) for rid, (g, s) in listing.items())
@@ -279,6 +296,13 @@ def _forget() -> None:
     _computed.clear()
     _cannot.clear()
     _primed_count = _scalar_reads = 0
+
+
+def forget() -> None:
+    """Forget the rows and summaries read ahead for the last listing: a
+    long-lived process (`guild view`) calls it between requests, so
+    each reads the index afresh, as a new command would."""
+    _forget()
 
 
 def _row_of(run):

@@ -95,6 +95,21 @@ def within(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
 
 
+def inside_run(run_dir: str, path: str) -> tuple[str, str] | None:
+    """(`path` joined to the run directory, its real path), or None when
+    it is not inside the run: `path` itself must name something under
+    the run directory (``..`` and absolute paths elsewhere are refused,
+    even into a sibling run); resolved, it must stay in the run or in a
+    sibling run, which only a symbolic link in the run can lead to.
+    `guild cat`, `ls`, `open` and `guild view` apply it alike."""
+    run_dir = os.path.normpath(run_dir)
+    full = os.path.normpath(os.path.join(run_dir, path))
+    real = os.path.normpath(os.path.realpath(full))
+    if not within(full, run_dir) or not RunArea(run_dir).allows(real):
+        return None
+    return full, real
+
+
 class RunArea:
     """Where a run's files may resolve to: the run directory and the
     sibling runs beside it (real paths). A symbolic link in a run is

@@ -27,3 +27,13 @@ def test_scale_builds_a_home_and_prints_a_figure(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "built a home" not in again.stdout
+
+
+def test_view_bench_prints_first_page_figures(tmp_path):
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, str(BENCH / "view.py"), "--sizes", "30", "--servers", "1", "--reps", "1",
+           "--cache-dir", str(cache)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"^  first page, cold +[\d,]+ ms$", out.stdout, re.M), out.stdout
+    assert re.search(r"^  first page, warm +[\d,]+ ms$", out.stdout, re.M), out.stdout

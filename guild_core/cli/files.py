@@ -22,7 +22,7 @@ import click
 from guild_core import util
 from guild_core.errors import GuildError
 from guild_core.runfiles import RunArea as _RunArea
-from guild_core.runfiles import within as _within
+from guild_core.runfiles import inside_run
 
 from .common import printable
 from .runselect import filter_options, selected_run, with_files
@@ -30,18 +30,11 @@ from .runselect import filter_options, selected_run, with_files
 
 def _inside_run(run, path: str) -> tuple[str, str]:
     """(`path` joined to the run directory, its real path); GuildError
-    when it is not inside the run.
-
-    PATH itself must name something under the run directory (``..``
-    and absolute paths elsewhere are refused, even into a sibling run);
-    resolved, it must stay in the run or in a sibling run, which only a
-    symbolic link in the run can lead to."""
-    run_dir = os.path.normpath(str(run.path))
-    full = os.path.normpath(os.path.join(run_dir, path))
-    real = os.path.normpath(os.path.realpath(full))
-    if not _within(full, run_dir) or not _RunArea(run_dir).allows(real):
+    when it is not inside the run (`runfiles.inside_run`)."""
+    found = inside_run(str(run.path), path)
+    if found is None:
         raise GuildError(f"{printable(path)} is outside the run directory")
-    return full, real
+    return found
 
 
 def _missing(full: str) -> GuildError:

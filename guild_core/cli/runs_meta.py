@@ -96,8 +96,9 @@ def label(runs, set_, append, prepend, remove, clear, yes, rf):
             run.del_attr("label")
             return
         if set_:
-            new = format_label(set_, run)
-        elif prepend:
+            set_label(run, set_)
+            return
+        if prepend:
             new = f"{format_label(prepend, run)} {old}"
         elif append:
             new = f"{old} {format_label(append, run)}"
@@ -113,6 +114,38 @@ def label(runs, set_, append, prepend, remove, clear, yes, rf):
 
 
 # -- tags --------------------------------------------------------------
+
+
+def change_tags(run: Run, add=(), delete=(), clear: bool = False, sync_labels: bool = False) -> None:
+    """Add and delete tags of `run` (all of them first with `clear`);
+    with `sync_labels`, its label shows added tags and drops deleted
+    ones. Used by `guild tag` and by `guild view`."""
+    old = list(run.get("tags") or [])
+    dropped = set(old) if clear else set(delete)
+    new = sorted((set(old) - dropped) | set(add))
+    run.write_attr("tags", new)
+    if sync_labels:
+        label_ = _remove_parts(sorted(dropped), run.get("label") or "")
+        words = label_.split()
+        prefix = [t for t in add if t not in words]
+        run.write_attr("label", " ".join(prefix + ([label_] if label_ else [])))
+
+
+def set_label(run: Run, template: str) -> None:
+    """`guild label --set TEMPLATE` for one run (an empty label clears
+    it, as `--clear`). Used by `guild label` and by `guild view`."""
+    if not template:
+        run.del_attr("label")
+        return
+    run.write_attr("label", format_label(template, run).strip())
+
+
+def set_mark(run: Run, marked: bool) -> None:
+    """`guild mark` (or `--clear`) for one run."""
+    if marked:
+        run.write_attr("marked", True)
+    else:
+        run.del_attr("marked")
 
 
 @click.command("tag")
@@ -141,18 +174,7 @@ def tag(runs, add, delete, clear, sync_labels, list_all, yes, rf):
         return
     confirm_runs(selected, "You are about to modify tags for the following runs:", "Continue?", yes)
 
-    def change(run):
-        old = list(run.get("tags") or [])
-        dropped = set(old) if clear else set(delete)
-        new = sorted((set(old) - dropped) | set(add))
-        run.write_attr("tags", new)
-        if sync_labels:
-            label_ = _remove_parts(sorted(dropped), run.get("label") or "")
-            words = label_.split()
-            prefix = [t for t in add if t not in words]
-            run.write_attr("label", " ".join(prefix + ([label_] if label_ else [])))
-
-    done = _each(selected, change)
+    done = _each(selected, lambda run: change_tags(run, add, delete, clear, sync_labels))
     click.echo(f"Modified tags for {len(done)} run(s)", err=True)
 
 
@@ -175,7 +197,7 @@ def mark(runs, clear, yes, rf):
             click.echo("No runs to unmark.", err=True)
             return
         confirm_runs(selected, "You are about to unmark the following runs:", "Continue?", yes)
-        done = _each(selected, lambda run: run.del_attr("marked"))
+        done = _each(selected, lambda run: set_mark(run, False))
         click.echo(f"Unmarked {len(done)} run(s)", err=True)
         return
     selected = _runs_or_latest(rf, runs)
@@ -183,7 +205,7 @@ def mark(runs, clear, yes, rf):
         click.echo("No runs to mark.", err=True)
         return
     confirm_runs(selected, "You are about to mark the following runs:", "Continue?", yes)
-    done = _each(selected, lambda run: run.write_attr("marked", True))
+    done = _each(selected, lambda run: set_mark(run, True))
     click.echo(f"Marked {len(done)} run(s)", err=True)
 
 
