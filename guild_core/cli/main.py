@@ -53,6 +53,7 @@ COMMANDS = {
     "sync": ("guild_core.cli.remotes", "sync", "Synchronize remote runs."),
     "sys": ("guild_core.cli.syscmd", "sys_", "System utilities."),
     "tag": ("guild_core.cli.runs_meta", "tag", "Add or delete run tags."),
+    "tensorboard": ("guild_core.cli.tensorboard", "tensorboard", "Visualize runs with TensorBoard."),
     "watch": ("guild_core.cli.stop", "watch", "Watch run output."),
 }
 ALIASES = {"ops": "operations"}
