@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from guild_core import select, tblogdir
 from guild_core.run import Run
@@ -214,6 +215,20 @@ def test_a_passed_option_needs_a_value(cli, proj):
     assert out.stderr == "guild: invalid TensorBoard option 'samples_per_plugin': use OPTION=VALUE\n"
 
 
+def test_the_browser_opens_with_the_desktop_opener(tmp_path, monkeypatch):
+    from guild_core.cli.tensorboard import _open_browser
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    opened = tmp_path / "opened"
+    opener = bindir / ("open" if sys.platform == "darwin" else "xdg-open")
+    opener.write_text(f"#!/bin/sh\necho \"$@\" > {opened}\n")
+    opener.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir))
+    _open_browser("http://127.0.0.1:1234#scalars")
+    assert wait_for(lambda: opened.exists() and opened.read_text(), 10) == "http://127.0.0.1:1234#scalars\n"
+
+
 # -- end to end ---------------------------------------------------------
 
 
@@ -300,6 +315,12 @@ def test_tensorboard_serves_runs_as_they_come_and_stops(cli, proj, guild_home, t
             lambda: _get(port, "/data/plugin/scalars/scalars", run=name2, tag="loss"), 30, "its scalars"
         )
         assert [round(value, 5) for _wall, _step, value in points] == [0.6, 0.4, 0.2]
+
+        # A deleted run goes, a relabelled one is there under its new name.
+        assert cli("runs", "rm", "-y", first.id).exit_code == 0
+        assert cli("label", "-s", "best", second.id, "-y").exit_code == 0
+        relabelled = tblogdir.run_name(Run.for_dir(second.path)) + "/.guild"
+        _poll(lambda: _get(port, "/data/runs") == [relabelled], 30, "the runs to follow")
 
         tb = [p for p in psutil.Process(proc.pid).children(recursive=True)]
         assert tb, "TensorBoard runs as guild's child"

@@ -345,9 +345,25 @@ def _stop(proc) -> None:
 
 
 def _open_browser(url: str) -> None:
-    import webbrowser
+    """The desktop's opener (`xdg-open`, `open` on macOS) on `url`,
+    left to itself; none (a server): the printed address is enough.
+    Python's `webbrowser` is used on Windows only: elsewhere, without a
+    desktop, it may start a text browser that takes the terminal."""
+    import shutil
+    import subprocess
 
+    opener = shutil.which("open" if sys.platform == "darwin" else "xdg-open")
+    if opener is None:
+        if sys.platform == "win32":
+            import webbrowser
+
+            webbrowser.open(url)
+        return
     try:
-        webbrowser.open(url)
-    except Exception:  # no browser: the address is printed above
+        subprocess.Popen(
+            [opener, url],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
         pass
