@@ -283,6 +283,11 @@ def test_tensorboard_serves_runs_as_they_come_and_stops(cli, proj, guild_home, t
     import psutil
 
     first = make_run(cli, "lr=0.5")
+    # Summaries the script wrote itself, in the run directory.
+    from guild_core.tfevents import EventWriter
+
+    with EventWriter(first.path / "logs") as writer:
+        writer.add_scalar("acc", 0.75, 7)
     port = free_port()
     env = dict(os.environ, GUILD_HOME=str(guild_home), TMPDIR=str(tb_tmp))
     with open(tb_tmp.parent / "tb.out", "wb") as out, open(tb_tmp.parent / "tb.err", "wb") as err:
@@ -306,6 +311,9 @@ def test_tensorboard_serves_runs_as_they_come_and_stops(cli, proj, guild_home, t
         assert [(step, value) for _wall, step, value in points] == [
             (0, pytest.approx(1.5)), (1, pytest.approx(1.0)), (2, pytest.approx(0.5))
         ]
+        own = tblogdir.run_name(first) + "/logs"
+        assert own in _get(port, "/data/runs")
+        assert [(s, v) for _w, s, v in _get(port, "/data/plugin/scalars/scalars", run=own, tag="acc")] == [(7, 0.75)]
 
         # A run made while TensorBoard runs appears after a refresh.
         second = make_run(cli, "lr=0.2")
