@@ -54,6 +54,7 @@ COMMANDS = {
     "sync": ("guild_core.cli.remotes", "sync", "Synchronize remote runs."),
     "sys": ("guild_core.cli.syscmd", "sys_", "System utilities."),
     "tag": ("guild_core.cli.runs_meta", "tag", "Add or delete run tags."),
+    "tensorboard": ("guild_core.cli.tensorboard", "tensorboard", "Visualize runs with TensorBoard."),
     "view": ("guild_core.cli.view", "view", "Visualize runs in a local web application."),
     "watch": ("guild_core.cli.stop", "watch", "Watch run output."),
 }
