@@ -460,10 +460,45 @@ def test_a_foreign_host_is_refused(env):
     assert request(env["url"] + "/", headers={"Host": f"localhost:{port}"})[0] == 200
 
 
-def test_the_index_page_lists_runs_from_the_api(env):
+def test_the_page_and_its_static_files(env):
     status, headers, body = request(env["url"] + "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert b"/api/runs" in body
+    # Its own scripts only: none inline, none from elsewhere.
+    assert "script-src 'self';" in headers["Content-Security-Policy"]
+    scripts = re.findall(rb'<script src="([^"]+)"></script>', body)
+    assert scripts == [b"/static/uplot.min.js", b"/static/charts.js", b"/static/app.js"]
+    assert b"<script>" not in body
+    for src in scripts:
+        status, headers, js = request(env["url"] + src.decode())
+        assert status == 200 and headers["Content-Type"].startswith("text/javascript"), src
+        assert len(js) > 1000
+    app = request(env["url"] + "/static/app.js")[2]
+    assert b"/api/runs" in app and b"X-Guild-Token" in app
+    assert request(env["url"] + "/static/app.css")[1]["Content-Type"].startswith("text/css")
+    assert request(env["url"] + "/favicon.ico")[1]["Content-Type"] == "image/svg+xml"
+
+
+@pytest.mark.parametrize("path", ["/static/../server.py", "/static/%2e%2e/server.py", "/static/server.py",
+                                  "/static/index.html", "/static/.hidden.js", "/static/nope.js",
+                                  "/static/..%2fdata.py"])
+def test_static_serves_only_the_pages_files(env, path):
+    status, _h, body = request(env["url"] + path)
+    assert status == 404, path
+    assert b"import" not in body
+
+
+def test_runs_by_id_deleted_and_sorted_by_flag_or_scalar(env):
+    ids = env["ids"]
+    got = get_json(env, f"/api/runs?runs={ids['x1'][:8]},{ids['x4']}&sort=started&desc=0")
+    assert [r["id"] for r in got["runs"]] == [ids["x1"], ids["x4"]] and got["total"] == 2
+    by_flag = get_json(env, "/api/runs?sort=flag:x&desc=1&filter=x")["runs"]
+    assert [r["flags"]["x"] for r in by_flag] == [4, 2, 1]
+    by_loss = [r["id"] for r in get_json(env, "/api/runs?sort=scalar:loss&desc=0")["runs"]]
+    # Lowest loss first (x=4: 0.25), runs without a loss last.
+    assert by_loss[:3] == [ids["x4"], ids["x2"], ids["x1"]]
+    assert set(by_loss[3:]) == {ids["batch"], ids["slow"]}
+    assert get_json(env, "/api/runs?deleted=1")["total"] == 0
+    assert "error" in get_json(env, "/api/runs?runs=ffffffff", 404)
 
 
 def test_unknown_paths_are_404(env):

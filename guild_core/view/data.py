@@ -140,8 +140,8 @@ class Data:
         """Whether no filter and no RUN argument narrows the runs."""
         return self.rf.is_empty() and not self.specs and (rf is None or rf.is_empty())
 
-    def _runs(self, rf: select.RunFilter | None = None) -> list[Run]:
-        runs = select.all_runs()
+    def _runs(self, rf: select.RunFilter | None = None, deleted: bool = False) -> list[Run]:
+        runs = select.all_runs(deleted=deleted)
         runs = select.filter_runs(runs, self.rf, self._extensions(bool(self.rf.expr)))
         if self.specs:
             runs = select.select(runs, self.specs)
@@ -172,12 +172,16 @@ class Data:
     def runs_page(self, query: dict[str, list[str]]) -> dict[str, Any]:
         rf = request_filter(query)
         sort = one(query, "sort") or "started"
-        if sort not in SORT_COLUMNS:
-            raise BadRequest(f"cannot sort by '{sort}' (use one of {', '.join(SORT_COLUMNS)})")
+        if sort not in SORT_COLUMNS and not sort.startswith(("flag:", "scalar:")):
+            raise BadRequest(
+                f"cannot sort by '{sort}' (use one of {', '.join(SORT_COLUMNS)}, flag:NAME or scalar:NAME)"
+            )
         desc = _bool(one(query, "desc"), default=sort in ("started", "stopped"))
         offset = _int(query, "offset", 0, 0)
         limit = min(_int(query, "limit", DEFAULT_LIMIT, 1), MAX_LIMIT)
-        if sort == "started" and self._plain(rf):
+        deleted = _bool(one(query, "deleted"), False)
+        ids = _ids(query, required=False)
+        if sort == "started" and self._plain(rf) and not deleted and not ids:
             # The listing's own order (newest first), kept: only the
             # page's runs are read, each afresh from its directory.
             from guild_core import index
@@ -191,7 +195,10 @@ class Data:
             page = [Run(run_id, root / run_id) for run_id in ordered[offset : offset + limit]]
             page = [run for run in page if os.path.isdir(run.path)]
         else:
-            runs = self._runs(rf)
+            runs = self._runs(rf, deleted)
+            if ids:
+                wanted = {self.run(i, deleted).id for i in ids}
+                runs = [run for run in runs if run.id in wanted]
             if sort == "started":
                 if not desc:
                     runs = runs[::-1]
@@ -424,6 +431,9 @@ def run_row(run: Run) -> dict[str, Any]:
 
 
 def _sorted(runs: list[Run], col: str, desc: bool) -> list[Run]:
+    if col.startswith(("flag:", "scalar:")):
+        return _sorted_by_value(runs, col, desc)
+
     def key(run: Run):
         if col == "id":
             return run.id
@@ -439,6 +449,27 @@ def _sorted(runs: list[Run], col: str, desc: bool) -> list[Run]:
 
     # A stable sort on the listing's order: ties stay newest first.
     return sorted(runs, key=key, reverse=desc)
+
+
+def _sorted_by_value(runs: list[Run], col: str, desc: bool) -> list[Run]:
+    """Sorted by a flag's value or a scalar's last value; runs without
+    it last either way, numbers before text."""
+    kind, name = col.split(":", 1)
+
+    def value(run: Run):
+        if kind == "flag":
+            flags = run.get("flags")
+            return flags.get(name) if isinstance(flags, dict) else None
+        return RunValues(run).scalar(name)
+
+    keyed = [(value(run), run) for run in runs]
+    have = [(v, run) for v, run in keyed if v is not None and v == v]
+    lacking = [run for v, run in keyed if v is None or v != v]
+    nums = [(v, run) for v, run in have if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    others = [(str(v), run) for v, run in have if not isinstance(v, (int, float)) or isinstance(v, bool)]
+    nums.sort(key=itemgetter(0), reverse=desc)
+    others.sort(key=itemgetter(0), reverse=desc)
+    return [run for _v, run in nums] + [run for _v, run in others] + lacking
 
 
 def _attributes(run: Run) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import concurrent.futures
 import hmac
 import html
 import json
+import os
 import re
 import secrets
 import socket
@@ -229,9 +230,18 @@ class Handler(BaseHTTPRequestHandler):
         call = self.server.call
         data = self.server.data
         if method == "GET":
+            if path == "/favicon.ico":
+                path = "/static/favicon.svg"
             if path in ("/", "/index.html"):
                 self._send(200, index_page(self.server.token), "text/html; charset=utf-8",
                            {"Content-Security-Policy": _PAGE_CSP})
+                return
+            if path.startswith("/static/"):
+                found = static_file(path[len("/static/"):])
+                if found is None:
+                    self._error(404, f"no such page: {path}")
+                    return
+                self._send(200, found[0], found[1])
                 return
             if path == "/api/runs":
                 self._json(200, call(data.runs_page, query))
@@ -275,74 +285,41 @@ class Handler(BaseHTTPRequestHandler):
 
 # A run's file is shown in a sandbox: no script of it runs as this site.
 _FILE_CSP = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
-_PAGE_CSP = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+# The page runs only its own scripts (none inline); charts set inline
+# styles.
+_PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+_STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+
+def static_file(name: str) -> tuple[bytes, str] | None:
+    """A file of the page (its script, styles, chart library), by bare
+    name from the package's static directory; None for anything else,
+    so no request path reaches another file."""
+    if "/" in name or "\\" in name or name.startswith(".") or name == "index.html":
+        return None
+    ctype = _STATIC_TYPES.get(os.path.splitext(name)[1])
+    if ctype is None:
+        return None
+    try:
+        with open(os.path.join(STATIC_DIR, name), "rb") as f:
+            return f.read(), ctype
+    except OSError:
+        return None
 
 
 def index_page(token: str) -> bytes:
-    """A minimal page: the runs from /api/runs, paged. The token is in
-    the page for its requests that change runs."""
-    return _INDEX.replace("{{token}}", html.escape(token)).replace("{{version}}", __version__).encode("utf-8")
-
-
-_INDEX = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="guild-token" content="{{token}}">
-<title>Guild View</title>
-<style>
-body { font-family: sans-serif; margin: 1em 2em; }
-table { border-collapse: collapse; }
-th, td { padding: 2px 8px; text-align: left; border-bottom: 1px solid #ddd; font-size: 90%; }
-th { cursor: pointer; }
-#error { color: #b00; }
-</style>
-</head>
-<body>
-<h1>Guild View</h1>
-<p>
-<input id="filter" size="40" placeholder="filter, e.g. loss &lt; 0.5">
-<button id="apply">Filter</button>
-<button id="prev">&lt;</button> <span id="range"></span> <button id="next">&gt;</button>
-<span id="error"></span>
-</p>
-<table><thead><tr>
-<th data-col="id">run</th><th data-col="operation">operation</th><th data-col="started">started</th>
-<th data-col="status">status</th><th data-col="label">label</th><th>tags</th><th data-col="marked">marked</th>
-</tr></thead><tbody id="runs"></tbody></table>
-<script>
-"use strict";
-const TOKEN = document.querySelector('meta[name="guild-token"]').content;
-const state = {offset: 0, limit: 50, sort: "started", desc: true, filter: ""};
-function cell(text) { const td = document.createElement("td"); td.textContent = text; return td; }
-async function load() {
-  const q = new URLSearchParams({offset: state.offset, limit: state.limit, sort: state.sort,
-                                 desc: state.desc ? 1 : 0, filter: state.filter});
-  const resp = await fetch("/api/runs?" + q);
-  const data = await resp.json();
-  const err = document.getElementById("error");
-  if (!resp.ok) { err.textContent = data.error; return; }
-  err.textContent = "";
-  const body = document.getElementById("runs");
-  body.replaceChildren();
-  for (const run of data.runs) {
-    const tr = document.createElement("tr");
-    for (const v of [run.short_id, run.operation, run.started_text, run.status, run.label,
-                     run.tags.join(" "), run.marked ? "yes" : ""]) tr.appendChild(cell(v));
-    body.appendChild(tr);
-  }
-  const end = Math.min(data.offset + data.runs.length, data.total);
-  document.getElementById("range").textContent = `${data.total ? data.offset + 1 : 0}-${end} of ${data.total}`;
-}
-document.getElementById("apply").onclick = () => { state.filter = document.getElementById("filter").value; state.offset = 0; load(); };
-document.getElementById("prev").onclick = () => { state.offset = Math.max(0, state.offset - state.limit); load(); };
-document.getElementById("next").onclick = () => { state.offset += state.limit; load(); };
-for (const th of document.querySelectorAll("th[data-col]")) {
-  th.onclick = () => { const c = th.dataset.col; state.desc = state.sort === c ? !state.desc : true; state.sort = c; load(); };
-}
-load();
-</script>
-<p><small>guild {{version}}</small></p>
-</body>
-</html>
-"""
+    """The page: static/index.html with this server's token in it, for
+    its requests that change runs."""
+    with open(os.path.join(STATIC_DIR, "index.html"), encoding="utf-8") as f:
+        page = f.read()
+    return page.replace("{{token}}", html.escape(token)).replace("{{version}}", __version__).encode("utf-8")
