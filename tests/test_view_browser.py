@@ -21,6 +21,7 @@ from test_view import _guild, _start_view, _stop
 selenium = pytest.importorskip("selenium", reason="the browser tests need selenium (the test extra)")
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -45,6 +46,24 @@ with open("curve.csv", "w") as f:
 """
 
 
+PIPELINE = """\
+prepare:
+  main: prepare
+use:
+  main: use
+  requires:
+    - operation: prepare
+"""
+
+SLOW = """\
+import os, time
+print("start", flush=True)
+while not os.path.exists("go"):
+    time.sleep(0.05)
+print("end", flush=True)
+"""
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("view-browser")
@@ -56,9 +75,20 @@ def site(tmp_path_factory):
     assert out.returncode == 0, out.stderr
     out = _guild(home, project, "run", "train.py", "lr=0.5", "layers=3", "-y")
     assert out.returncode == 0, out.stderr
+    # A run with a dependency on another.
+    pipeline = root / "pipeline"
+    pipeline.mkdir()
+    (pipeline / "guild.yml").write_text(PIPELINE)
+    (pipeline / "prepare.py").write_text("open('data.txt', 'w').write('42')\n")
+    (pipeline / "use.py").write_text("print('read', open('data.txt').read())\n")
+    for op in ("prepare", "use"):
+        out = _guild(home, pipeline, "run", op, "-y")
+        assert out.returncode == 0, out.stderr
     runs = json.loads(_guild(home, project, "runs", "--json").stdout)
     batch = next(r["id"] for r in runs if r["operation"].endswith("+"))
-    trials = [r["id"] for r in runs if not r["operation"].endswith("+") and r["label"] != "layers=3 lr=0.5"]
+    trials = [p.name for p in (home / "runs" / batch).iterdir() if p.is_symlink() and len(p.name) == 32]
+    assert len(trials) == 6
+    (project / "slow.py").write_text(SLOW)
     proc, url = _start_view(home, project)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -76,6 +106,11 @@ def site(tmp_path_factory):
         if driver is not None:
             driver.quit()
         _stop(proc)
+        for lock in home.glob("runs/*/.guild/LOCK"):
+            try:
+                os.kill(int(lock.read_text().strip()), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
         # chromedriver's own children, should quit have left any.
         if service.process and service.process.poll() is None:
             service.process.kill()
@@ -83,7 +118,9 @@ def site(tmp_path_factory):
 
 def wait(driver, pred, timeout=20, what="the page"):
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: pred(d))
+        # An element the page has just redrawn is asked for again.
+        return WebDriverWait(driver, timeout, poll_frequency=0.05,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: pred(d))
     except Exception:
         raise AssertionError(f"timed out waiting for {what}; page: {driver.current_url}") from None
 
@@ -291,3 +328,35 @@ def test_no_script_error_on_any_page(site):
         wait(driver, lambda d: d.find_element(By.ID, "main").text.strip() not in ("", "Loading…"))
         logs = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not logs, (fragment, logs)
+
+
+def test_dependencies_link_the_upstream_run(site):
+    use = next(r for r in site["runs"] if r["operation"] == "use")
+    prepare = next(r for r in site["runs"] if r["operation"] == "prepare")
+    driver = open_page(site, f"/run/{use['id']}")
+    link = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#deps a.run-link"), what="the dependency")[0]
+    assert link.get_attribute("href").endswith(f"#/run/{prepare['id']}")
+    assert "data.txt" in driver.find_element(By.ID, "deps").text
+    link.click()
+    wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text.startswith("prepare "))
+
+
+def test_output_of_a_running_run_is_followed(site):
+    project = site["home"].parent / "project"
+    out = _guild(site["home"], project, "run", "slow.py", "--background", "-y")
+    assert out.returncode == 0, out.stderr
+    listed = json.loads(_guild(site["home"], project, "runs", "--json").stdout)
+    slow = next(r for r in listed if r["operation"] == "slow.py")
+    run_dir = site["home"] / "runs" / slow["id"]
+    driver = open_page(site, f"/run/{slow['id']}")
+    try:
+        wait(driver, lambda d: "start" in d.find_element(By.ID, "output").text, what="the first line")
+        assert driver.find_element(By.ID, "output").get_attribute("data-running") == "true"
+        assert "end" not in driver.find_element(By.ID, "output").text
+        (run_dir / "go").touch()
+        # Without a reload: the page polls the output while the run runs.
+        wait(driver, lambda d: "end" in d.find_element(By.ID, "output").text, what="the line written later")
+        wait(driver, lambda d: d.find_element(By.ID, "run-status").text == "completed", what="the run's end")
+    finally:
+        (run_dir / "go").touch()
+        _guild(site["home"], project, "runs", "delete", slow["id"], "-y", "-p")
