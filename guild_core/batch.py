@@ -301,6 +301,7 @@ class Driver:
         stage_trials: bool = False,
         fail_on_trial_error: bool = False,
         out=None,
+        rerun_pruned: bool = False,
     ):
         self.batch = batch
         self.op_name = op_name
@@ -310,6 +311,9 @@ class Driver:
         self.init_only = init_only
         self.stage_trials = stage_trials
         self.fail_on_trial_error = fail_on_trial_error
+        self.rerun_pruned = rerun_pruned
+        # The pruning monitor, when a pruner watches the trials.
+        self.monitor = None
         self.out = out or sys.stdout
         # Trials by their flags, oldest first: a batch file may repeat a
         # row, and each repeat is a trial of its own.
@@ -351,7 +355,7 @@ class Driver:
         trial = next((t for t in self.existing.get(key, ()) if t.id not in self.used), None)
         if trial is not None:
             self.used.add(trial.id)
-        if trial is not None and self.needed and trial.status == "completed":
+        if trial is not None and self.needed and self._done(trial):
             return trial, False
         if trial is None:
             trial = self.make_trial(flags, self.stage_trials)
@@ -369,13 +373,39 @@ class Driver:
         # A new attempt: an earlier attempt's claim (a parallel run that
         # was stopped) must not turn this one away.
         trial.clear_markers("CLAIM")
+        if self._pruned(trial):
+            from .pruning import forget
+
+            forget(trial)
         return trial, True
+
+    def _done(self, trial: Run) -> bool:
+        """Whether ``--needed`` leaves `trial` as it is: completed, or
+        pruned (a pruner's verdict stands unless ``--rerun-pruned``)."""
+        if trial.status == "completed":
+            return True
+        from .pruning import is_pruned
+
+        return not self.rerun_pruned and trial.status == "terminated" and is_pruned(trial)
+
+    def interrupted(self, trial: Run | None, status: int | None) -> bool:
+        """Whether a trial's end means the batch was stopped (a signal),
+        not that its pruner stopped the trial."""
+        if status is None or status >= 0:
+            return False
+        return not (self.monitor is not None and self._pruned(trial))
+
+    def _pruned(self, trial: Run | None) -> bool:
+        from .pruning import is_pruned
+
+        return is_pruned(trial)
 
     def announce(self, flags: dict[str, Any]) -> None:
         self.say(f"Running trial: {self.op_name} ({format_trial(flags)})")
 
-    def ended(self, status: int | None) -> None:
-        if status is not None and status != 0:
+    def ended(self, status: int | None, trial: Run | None = None) -> None:
+        # A pruned trial did what was asked of it: no failure.
+        if status is not None and status != 0 and not (trial is not None and self._pruned(trial)):
             self.failed += 1
 
     def run_trial(self, flags: dict[str, Any]) -> tuple[Run | None, int | None]:
@@ -386,7 +416,7 @@ class Driver:
             return trial, None
         self.announce(flags)
         status = self.start_trial(trial)
-        self.ended(status)
+        self.ended(status, trial)
         return trial, status
 
     def finish(self) -> int:
@@ -414,5 +444,5 @@ class Driver:
         b.record_end(exit_status)
         return exit_status
 
-    def stop_early(self, status: int | None) -> bool:
-        return bool(status) and self.fail_on_trial_error
+    def stop_early(self, status: int | None, trial: Run | None = None) -> bool:
+        return bool(status) and self.fail_on_trial_error and not (trial is not None and self._pruned(trial))

@@ -451,7 +451,14 @@ _ORDER = {
 }
 
 
+# Words a boolean value equals, as guild.yml and flag values read them
+# (`pruned = yes`, `marked = no`).
+_BOOL_WORDS = {"yes": True, "y": True, "on": True, "no": False, "n": False, "off": False}
+
+
 def _equal(val: Any, target: Any) -> bool:
+    if isinstance(val, bool) and isinstance(target, str) and target.lower() in _BOOL_WORDS:
+        return val is _BOOL_WORDS[target.lower()]
     if isinstance(val, bool) or isinstance(target, bool):
         return val is target or (type(val) is type(target) and val == target)
     if isinstance(val, str) and isinstance(target, str):

@@ -178,6 +178,109 @@ def guild_register_optimizers(register: RegisterOptimizer) -> None:
 
 
 # ---------------------------------------------------------------------
+# Pruners
+# ---------------------------------------------------------------------
+
+
+class PrunerContext(Protocol):
+    """What a pruner is told when a batch starts.
+
+    :ivar flags: the pruner's own flags (``-Fp NAME=VALUE``, or
+        guild.yml's ``pruner:``), defaults applied and values typed.
+    :ivar objective: the scalar the batch optimizes (``loss``).
+    :ivar minimize: ``True`` when lower values of `objective` are better.
+    :ivar seed: the batch's random seed.
+    """
+
+    flags: dict[str, Any]
+    objective: str
+    minimize: bool
+    seed: int
+
+
+class TrialHistory(Protocol):
+    """One trial's objective so far (`guild_core.pruning.History`).
+
+    :ivar id: the trial's run id.
+    :ivar status: ``running``, ``pending``, ``completed``, ``terminated``
+        or ``error``.
+    :ivar steps: the steps at which the trial logged the objective, in
+        the order logged; ``steps[-1]`` is the newest.
+    :ivar values: the objective at each of those steps.
+    :ivar pruned: whether this batch's pruner stopped it.
+    :ivar completed: completed and not pruned.
+    :ivar finished: no longer running (completed, pruned, failed).
+    """
+
+    id: str
+    status: str
+    steps: list[int]
+    values: list[float]
+    pruned: bool
+    completed: bool
+    finished: bool
+
+    def value_at(self, step: int) -> float | None:
+        """The value logged at the last step at or before `step`, or
+        ``None`` when the trial has not reached `step`."""
+
+
+class Pruner(Protocol):
+    """Decides which running trials stop early.
+
+    The core calls `should_prune` each time a running trial logs a new
+    value of the objective, with that trial's history (its newest step
+    last) and every trial's of the batch by id (running, finished and
+    pruned alike, the asking trial among them). Calls come from one
+    thread, one at a time, in the order the values were logged; with
+    parallel trials, other trials' histories grow between calls. A
+    pruner must not block: it is asked again at each step.
+    """
+
+    def should_prune(self, trial: TrialHistory, trials: dict[str, TrialHistory]) -> Any:
+        """``None`` (or anything false) to let `trial` go on; to stop
+        it, a `guild_core.pruning.Prune(rule, threshold, reason)`: the
+        rule's name, the value `trial` failed to reach and a line for
+        the batch's output, recorded on the trial."""
+
+    # Optional:
+    #
+    # def pruned_value(self, trial: TrialHistory, trials: dict[str, TrialHistory]) -> float | None:
+    #     """What the batch's optimizer is told for pruned `trial` (its
+    #     objective value). ``None``, or no such method: the optimizer
+    #     is told nothing of it (as of a failed trial). A value must not
+    #     make a pruned trial look better than it would have ended."""
+
+
+class RegisterPruner(Protocol):
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[[PrunerContext], Pruner],
+        *,
+        aliases: Sequence[str] = (),
+        flags: dict[str, "FlagDef"] | None = None,
+        description: str = "",
+    ) -> None: ...
+
+
+@hookspec
+def guild_register_pruners(register: RegisterPruner) -> None:
+    """Register pruners by name.
+
+    Call ``register(name, factory, aliases=(), flags={...},
+    description="")`` once per pruner. `factory` receives a
+    `PrunerContext` and returns a `Pruner`; it raises `ValueError` for
+    flag values it refuses (shown as one line, before any trial
+    starts). `flags` are the pruner's own flags (``FlagDef`` by name),
+    set with ``-Fp NAME=VALUE`` or in guild.yml's ``pruner:``; the
+    names ``notice`` and ``grace`` are the core's (every pruner has
+    them). A name or alias already registered by another plugin is an
+    error naming both plugins.
+    """
+
+
+# ---------------------------------------------------------------------
 # Executors
 # ---------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""What plugins register: optimizers, batch formats, remote types,
-executors, resolvers and filter extensions.
+"""What plugins register: optimizers, pruners, batch formats, remote
+types, executors, resolvers and filter extensions.
 
 The core owns the names. Each plugin's hook is called with a ``register``
 callback bound to that plugin, so a name claimed twice is an error that
@@ -22,6 +22,16 @@ class OptimizerEntry:
     aliases: tuple[str, ...] = ()
     flags: dict = field(default_factory=dict)
     default_max_trials: int = 20
+    description: str = ""
+    plugin: str = ""
+
+
+@dataclass
+class PrunerEntry:
+    name: str
+    factory: Callable
+    aliases: tuple[str, ...] = ()
+    flags: dict = field(default_factory=dict)
     description: str = ""
     plugin: str = ""
 
@@ -112,6 +122,28 @@ class Registry:
         if entry is None:
             known = ", ".join(sorted({e.name for e in self.optimizers().values()})) or "none installed"
             raise GuildError(f"unknown optimizer '{name}' (available: {known})")
+        return entry
+
+    # -- pruners ------------------------------------------------------
+
+    def pruners(self) -> dict[str, PrunerEntry]:
+        """Every pruner by name and by alias."""
+
+        def make(names, plugin):
+            def register(name, factory, *, aliases=(), flags=None, description=""):
+                entry = PrunerEntry(name, factory, tuple(aliases), dict(flags or {}), description, plugin)
+                for n in (name, *aliases):
+                    names.claim(n, entry, plugin)
+
+            return register
+
+        return self._collect("guild_register_pruners", "pruner", make).entries
+
+    def pruner(self, name: str) -> PrunerEntry:
+        entry = self.pruners().get(name)
+        if entry is None:
+            known = ", ".join(sorted({e.name for e in self.pruners().values()})) or "none installed"
+            raise GuildError(f"unknown pruner '{name}' (available: {known})")
         return entry
 
     # -- batch formats ------------------------------------------------

@@ -798,6 +798,10 @@ def start(
     env.update({k: str(v) for k, v in (run.get("env") or {}).items()})
     env.update(secret_env(run, op))
     env.update(env_debug)
+    # Where a pruner's notice appears before it stops the run (a script
+    # may save a checkpoint when it does); not recorded in `env`: it
+    # names this run's own directory wherever it runs.
+    env["GUILD_PRUNE_FILE"] = str(run.guild_path("PRUNED"))
     me = procs.current()
     run.mark_pending(me)
     run.clear_markers("STAGED", "ENV")

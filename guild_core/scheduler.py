@@ -51,6 +51,11 @@ class BatchOptions:
     executor: str | None = None
     executor_address: str | None = None
     resources: dict[str, float] = field(default_factory=dict)
+    # Early stopping: the pruner (``--pruner``), its flags (``-Fp``), and
+    # whether ``--needed`` reruns pruned trials (``--rerun-pruned``).
+    pruner: str | None = None
+    pruner_flags: list[str] = field(default_factory=list)
+    rerun_pruned: bool = False
 
     def parallel(self) -> bool:
         return bool(self.executor) or (self.workers or 1) > 1
@@ -94,6 +99,12 @@ class Plan:
     minimize: bool
     optimizer: Any = None
     trials: list[dict[str, Any]] | None = None
+    # The pruner, when trials may be stopped early: its entry, flags,
+    # the core's notice and grace periods, and the pruner itself.
+    pruner_entry: Any = None
+    pruner_flags: dict[str, Any] = field(default_factory=dict)
+    pruner_common: dict[str, float] = field(default_factory=dict)
+    pruner: Any = None
 
     @property
     def name(self) -> str:
@@ -128,6 +139,9 @@ def plan(opdef, flag_vals: dict[str, Any], user_flags: dict[str, Any], options: 
     varying = {n: user_flags[n] for n in batchlib.batch_names(user_flags, opdef.flagdefs)}
     seed = options.random_seed if options.random_seed is not None else int.from_bytes(os.urandom(4), "big")
     opt_name, named_flags = batchlib.chosen_optimizer(op_data, options.optimizer, options.optimize)
+    # An optimizer's `pruner:` in guild.yml is the batch's, not a flag.
+    named_flags = dict(named_flags)
+    opt_pruner = named_flags.pop("pruner", None)
     if opt_name:
         # Flags the user left alone are searched over their choices or
         # min..max, as Guild AI's optimizers do.
@@ -167,7 +181,25 @@ def plan(opdef, flag_vals: dict[str, Any], user_flags: dict[str, Any], options: 
             p.trials = p.trials[: p.max_trials]
     else:
         p.trials = batchlib.grid_trials(space, varying, p.max_trials, seed)
+    _plan_pruner(p, op_data, opt_pruner, reg)
     return p
+
+
+def _plan_pruner(p: Plan, op_data: dict[str, Any], opt_pruner, reg) -> None:
+    """The pruner `p` uses, made now: an unknown pruner or a bad flag is
+    one line before anything is created."""
+    from . import pruning
+
+    opts = p.options
+    name, named = pruning.chosen_pruner(op_data, {"pruner": opt_pruner}, opts.pruner)
+    if not name:
+        if opts.pruner_flags:
+            raise GuildError(f"invalid pruner flag {opts.pruner_flags[0]}: no pruner specified (--pruner NAME)")
+        return
+    entry = reg.pruner(name)
+    p.pruner_entry = entry
+    p.pruner_flags, p.pruner_common = pruning.pruner_flags(entry, opts.pruner_flags, named)
+    p.pruner = pruning.make(entry, p.pruner_flags, p.objective, p.minimize, p.seed)
 
 
 def create(p: Plan, launcher: str | None, run_params: dict[str, Any], *, staged: bool = False,
@@ -185,7 +217,14 @@ def create(p: Plan, launcher: str | None, run_params: dict[str, Any], *, staged:
     )
     for name, val in (attrs or {}).items():
         batch.write_attr(name, val)
+    if p.pruner_entry is not None:
+        batch.write_attr("pruner", pruner_attr(p))
     return batch
+
+
+def pruner_attr(p: Plan) -> dict[str, Any]:
+    """The batch's ``pruner`` attribute: what a restart uses again."""
+    return {"name": p.pruner_entry.name, "flags": dict(p.pruner_flags), **p.pruner_common}
 
 
 def drive(
@@ -213,11 +252,23 @@ def drive(
     driver = batchlib.Driver(
         batch, p.opdef.name, trial, start,
         needed=opts.needed, init_only=opts.init_trials, stage_trials=opts.stage_trials,
-        fail_on_trial_error=opts.fail_on_trial_error, out=out,
+        fail_on_trial_error=opts.fail_on_trial_error, out=out, rerun_pruned=opts.rerun_pruned,
     )
     driver.begin()
     if p.optimizer is not None:
         warm_start(p.optimizer, batch, p)
+    monitor = None
+    if p.pruner is not None and not (opts.init_trials or opts.stage_trials):
+        from . import pruning
+
+        if batch.get("pruner") != pruner_attr(p):
+            batch.write_attr("pruner", pruner_attr(p))
+        monitor = pruning.Monitor(
+            batch, p.pruner, p.pruner_entry.name, p.objective,
+            notice=p.pruner_common.get("notice", 0.0), grace=p.pruner_common.get("grace", 5.0),
+            say=driver.say,
+        ).start()
+        driver.monitor = monitor
     interrupted = None
     try:
         if executor is not None and not (opts.init_trials or opts.stage_trials):
@@ -230,6 +281,8 @@ def drive(
         # Between trials: the batch stops here, recorded as terminated.
         interrupted = -2
     finally:
+        if monitor is not None:
+            monitor.close()
         exit_status = driver.finish()
     if interrupted:
         batch.write_attr("exit_status", interrupted)
@@ -239,10 +292,10 @@ def drive(
 
 def _run_listed(driver, trials) -> int | None:
     for flags in trials:
-        _trial, status = driver.run_trial(flags)
-        if status is not None and status < 0:
+        trial, status = driver.run_trial(flags)
+        if driver.interrupted(trial, status):
             return status
-        if driver.stop_early(status):
+        if driver.stop_early(status, trial):
             break
     return None
 
@@ -257,9 +310,9 @@ def _run_proposed(driver, p: Plan) -> int | None:
         for proposed in proposals:
             trial, status = driver.run_trial({**fixed, **proposed})
             _observe(driver, p, proposed, trial, status)
-            if status is not None and status < 0:
+            if driver.interrupted(trial, status):
                 return status
-            if driver.stop_early(status):
+            if driver.stop_early(status, trial):
                 return None
         if driver.failed and p.options.fail_on_trial_error:
             break
@@ -267,6 +320,17 @@ def _run_proposed(driver, p: Plan) -> int | None:
 
 
 def _observe(driver, p: Plan, proposed, trial, status) -> None:
+    monitor = getattr(driver, "monitor", None)
+    if monitor is not None and status is not None and status != 0 and trial is not None:
+        from . import pruning
+
+        if pruning.is_pruned(trial):
+            # As the pruner says: never as a finished trial's result.
+            value = monitor.pruned_value(trial)
+            if value is None:
+                driver.say(f"Trial {trial.short_id} was pruned: the optimizer ignores it")
+            p.optimizer.observe(proposed, value)
+            return
     value = objective_value(trial, p.objective) if status == 0 else None
     if status is not None and value is None:
         driver.say(f"Trial {trial.short_id} did not log '{p.objective}': the optimizer ignores it")
@@ -441,7 +505,7 @@ class Parallel:
         entry = self.running.pop(trial.id)
         _trial, proposed, gpu = entry
         self.free.append(gpu)
-        self.driver.ended(status)
+        self.driver.ended(status, trial)
         fresh = Run(trial.id, trial.path)
         self.driver.say(f"Trial {trial.short_id} {fresh.status}")
         if proposed is not None:

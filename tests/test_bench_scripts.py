@@ -37,3 +37,11 @@ def test_view_bench_prints_first_page_figures(tmp_path):
     assert out.returncode == 0, out.stderr
     assert re.search(r"^  first page, cold +[\d,]+ ms$", out.stdout, re.M), out.stdout
     assert re.search(r"^  first page, warm +[\d,]+ ms$", out.stdout, re.M), out.stdout
+
+
+def test_pruning_bench_prints_each_pruner(tmp_path):
+    cmd = [sys.executable, str(BENCH / "pruning.py"), "--trials", "4", "--epochs", "6", "--sleep-ms", "1", "--reps", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    for name in ("none", "median", "asha"):
+        assert re.search(rf"^{name} +[\d.]+ +[\d.]+x +[\d.]+ +[+-][\d.]+% +\d+$", out.stdout, re.M), out.stdout

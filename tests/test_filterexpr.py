@@ -91,7 +91,10 @@ def matching(expr: str, ext: Extensions = filterexpr.NO_EXTENSIONS) -> list[str]
         ("operation in []", []),
         # Booleans.
         ("debug = false", ["good"]),
-        ("debug = no", []),
+        # A boolean equals yes/no words as guild.yml reads them.
+        ("debug = no", ["good"]),
+        ("debug = yes", []),
+        ("opt = no", []),
         # Prefixes disambiguate; unprefixed reads attr, then flag, then scalar.
         ("label = flag-label", []),
         ("flag:label = flag-label", ["good"]),

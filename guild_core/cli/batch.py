@@ -101,6 +101,9 @@ def _preview(plan, stage, deps=None) -> str:
         lines.append("Optimizer flags:")
         for name, val in sorted(opt_flags.items()):
             lines.append(f"  {printable(name)}: {printable(flagslib.encode_value(val))}")
+    if plan.pruner_entry is not None:
+        shown = [f"{n}={flagslib.encode_value(v)}" for n, v in sorted(plan.pruner_flags.items())]
+        lines.append(f"Pruner: {plan.pruner_entry.name}" + (f" ({', '.join(shown)})" if shown else ""))
     runs = [run for res in deps or () for run in res.runs]
     if runs:
         from .runselect import format_preview

@@ -41,6 +41,9 @@ from guild_core.cli.common import confirm, flag_detector, flags_launcher, plugin
 @click.option("-N", "--minimize", metavar="SCALAR", help="Scalar to minimize (default: loss).")
 @click.option("-X", "--maximize", metavar="SCALAR", help="Scalar to maximize.")
 @click.option("-Fo", "--opt-flag", "opt_flags", multiple=True, metavar="NAME=VALUE", help="An optimizer flag (repeatable).")
+@click.option("--pruner", metavar="NAME", help="Stop losing batch trials early with pruner NAME (median, asha).")
+@click.option("-Fp", "--pruner-flag", "pruner_flags", multiple=True, metavar="NAME=VALUE", help="A pruner flag (repeatable).")
+@click.option("--rerun-pruned", is_flag=True, help="With --needed on a batch restart, run pruned trials again too.")
 @click.option("-m", "--max-trials", "--trials", "max_trials", type=int, metavar="N", help="Run at most N trials in a batch.")
 @click.option("--random-seed", type=int, metavar="N", help="Seed for batch sampling.")
 @click.option("--debug-sourcecode", metavar="PATH", help="Import the run's Python modules from PATH, not its source code copy.")
@@ -208,6 +211,11 @@ def run(opspec, flags, label, tags, comment, edit_comment, edit_flags, run_dir, 
             batch_attrs=_batch_attrs(extra),
         )
         return
+    if batch_opts.get("pruner") or batch_opts.get("pruner_flags"):
+        raise GuildError(
+            "--pruner stops a batch's trials early, and this is a single run",
+            hint="Give a flag a list of values (x=[1,2]), a search range or an optimizer.",
+        )
     if batch_opts.get("executor") or (batch_opts.get("workers") or 1) > 1:
         raise GuildError(
             "--workers and --dask run a batch's trials, and this is a single run",
@@ -933,6 +941,7 @@ def _restart_batch(batch, flags, yes, force_flags, quiet, batch_args):
     if batch_args.max_trials is None:
         batch_args.max_trials = batch.get("max_trials")
     batch_args.random_seed = batch.get("random_seed")
+    _restart_pruner(batch, batch_args)
     objective = batch.get("objective")
     if objective and not (batch_args.minimize or batch_args.maximize):
         if objective.startswith("-"):
@@ -942,3 +951,17 @@ def _restart_batch(batch, flags, yes, force_flags, quiet, batch_args):
     if not quiet:
         click.echo(f"Restarting {batch.id}")
     run_batch(opdef, flag_vals, user_flags, batch_args, yes=yes, stage=False, quiet=quiet, run_params=batch.get("run_params") or {}, existing=batch)
+
+
+def _restart_pruner(batch, batch_args) -> None:
+    """A restarted batch keeps its pruner and the pruner's flags; flags
+    given now are applied over them."""
+    recorded = batch.get("pruner")
+    if not isinstance(recorded, dict) or not recorded.get("name"):
+        return
+    if batch_args.pruner and batch_args.pruner != recorded["name"]:
+        return
+    batch_args.pruner = recorded["name"]
+    kept = [f"{n}={flagslib.encode_value(v)}" for n, v in (recorded.get("flags") or {}).items()]
+    kept += [f"{n}={recorded[n]}" for n in ("notice", "grace") if n in recorded]
+    batch_args.pruner_flags = kept + list(batch_args.pruner_flags)
