@@ -108,6 +108,9 @@ def test_median_prunes_the_bad_half(guild_home, curve):
     assert re.match(r"Pruning trial [0-9a-f]{8} at step 2 \(median\): best 3.33333 is worse than the median 0.333333 "
                     r"of \d+ completed trials at step 2$", lines[0]), lines[0]
     # Shown and filtered by guild runs and compare.
+    info = guild(guild_home, curve.path, "runs", "info", by_trial[3]["id"][:8]).stdout
+    assert "\npruned: at step 2 by median, threshold 0.333333\n" in info
+    assert "pruned:" not in guild(guild_home, curve.path, "runs", "info", by_trial[2]["id"][:8]).stdout
     listed = guild(guild_home, curve.path, "runs", "-F", "pruned = yes").stdout
     assert len(listed.splitlines()) == 5 and all("terminated" in ln for ln in listed.splitlines())
     assert len(guild(guild_home, curve.path, "runs", "-F", "not pruned").stdout.splitlines()) == 8

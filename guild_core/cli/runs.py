@@ -340,6 +340,11 @@ def info_data(
         "command": " ".join(shlex.quote(str(a)) for a in cmd),
         "exit_status": run.get("exit_status", ""),
         "pid": run.pid or "",
+    }
+    if run.get("pruned"):
+        # Only for a trial a pruner stopped (docs/pruning.md).
+        data["pruned"] = _pruned_info(run)
+    data |= {
         "tags": list(run.get("tags") or []),
         "flags": dict(sorted((run.get("flags") or {}).items())),
         "scalars": _all_scalars(run) if all_scalars else _last_scalars(run),
@@ -357,6 +362,12 @@ def info_data(
     if plugins:
         data["plugins"] = list(run.get("plugins") or [])
     return data
+
+
+def _pruned_info(run: Run) -> str:
+    threshold = run.get("pruned_threshold")
+    vs = f", threshold {threshold:g}" if isinstance(threshold, (int, float)) else ""
+    return f"at step {run.get('pruned_step')} by {run.get('pruned_rule') or run.get('pruned_by')}{vs}"
 
 
 def _is_system_scalar(tag: str) -> bool:
