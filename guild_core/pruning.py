@@ -148,7 +148,7 @@ def pruner_flags(entry, assigns: list[str], named: dict[str, Any] | None = None)
         raise GuildError(str(e)) from None
     vals = {name: fd.default for name, fd in entry.flags.items()}
     common = {name: default for name, (_help, default) in COMMON_FLAGS.items()}
-    hint = f"Try 'guild help-pruners' or the pruner's documentation for its flags ({', '.join(sorted(entry.flags)) or 'none'}; every pruner also has notice and grace)."
+    hint = f"Flags of pruner {entry.name}: {', '.join(sorted(entry.flags) + ['notice', 'grace'])}."
     for source, items in (("guild.yml", (named or {}).items()), ("-Fp", parsed.items())):
         for name, raw in items:
             if name in COMMON_FLAGS:
