@@ -135,14 +135,15 @@ def _runs(db, root: Path, names: list[str], dir_mtime: int | None):
 
 
 # The stored listing of a root (table `ordered`): its runs newest first
-# as `runs_in` returns them, packed in one row (a run's id as 32 ASCII
-# bytes, its `.guild` time and start time as little-endian int64s, in
+# as `runs_in` returns them, packed in one row (the ids, ASCII, one a
+# line; their `.guild` times and start times as little-endian int64s:
 # three blobs), the root's time before it was listed (0 when too recent
 # to trust) and the names that looked like runs but were not then (a
 # run being made: read again by `last_listing`'s reader). One row, not
 # a row per run: what a listing and `guild view`'s first page read.
 _ORDERED_COLS = "dir_mtime, ids, gsigs, starts, others"
-_ID_LEN = 32
+# A run id (32 hex digits) and its newline.
+_ID_STRIDE = 33
 
 
 def _int64s(data: bytes):
@@ -199,14 +200,16 @@ def _read_ordered(db, key: str, gsigs: bool = True) -> Listed | None:
     if row is None:
         return None
     dir_mtime, ids, g, st, others = row
-    if not (isinstance(ids, bytes) and isinstance(st, bytes)) or len(ids) % _ID_LEN:
+    if not (isinstance(ids, bytes) and isinstance(st, bytes)) or (ids and (len(ids) + 1) % _ID_STRIDE):
         return None
-    n = len(ids) // _ID_LEN
+    n = (len(ids) + 1) // _ID_STRIDE if ids else 0
     if len(st) != n * 8 or (gsigs and (not isinstance(g, bytes) or len(g) != n * 8)):
         return None
     try:
         text = ids.decode("ascii")
     except UnicodeDecodeError:
+        return None
+    if n and text.count("\n") != n - 1:
         return None
     return Listed(
         _Ids(text), _int64s(st), _int64s(g) if gsigs else None,
@@ -216,36 +219,34 @@ def _read_ordered(db, key: str, gsigs: bool = True) -> Listed | None:
 
 
 class _Ids:
-    """Run ids packed in one string, 32 characters each, as a read-only
-    sequence: a page slices out fifty without making a string of each
-    of 100,000 (`list(...)` makes them all)."""
+    """Run ids, one a line in one string, as a read-only sequence: a
+    page slices out fifty without making a string of each of 100,000;
+    ``ids[:]`` makes them all (one split)."""
 
     __slots__ = ("_text", "_n")
 
     def __init__(self, text: str):
         self._text = text
-        self._n = len(text) // _ID_LEN
+        self._n = (len(text) + 1) // _ID_STRIDE if text else 0
 
     def __len__(self) -> int:
         return self._n
 
     def __getitem__(self, i):
-        n = self._n
+        text, n, k = self._text, self._n, _ID_STRIDE
         if isinstance(i, slice):
             start, stop, step = i.indices(n)
-            text = self._text
-            if step == 1:
-                return [text[j : j + _ID_LEN] for j in range(start * _ID_LEN, max(stop, start) * _ID_LEN, _ID_LEN)]
-            return [text[j * _ID_LEN : (j + 1) * _ID_LEN] for j in range(start, stop, step)]
+            if (start, stop, step) == (0, n, 1):
+                return text.split("\n") if n else []
+            return [text[j * k : j * k + k - 1] for j in range(start, stop, step)]
         if i < 0:
             i += n
         if not 0 <= i < n:
             raise IndexError("run id index out of range")
-        return self._text[i * _ID_LEN : (i + 1) * _ID_LEN]
+        return text[i * k : i * k + k - 1]
 
     def __iter__(self):
-        text = self._text
-        return (text[j : j + _ID_LEN] for j in range(0, self._n * _ID_LEN, _ID_LEN))
+        return iter(self[:])
 
 
 def _stored_listing(db, key: str) -> tuple[dict[str, tuple[int, int]], Listed | None]:
@@ -359,7 +360,7 @@ def _runs_of(db, root: Path, names: list[str], dir_mtime: int | None):
 
 def _ordered_row(runs: list, trusted: int, dir_mtime: int, others: list[str]) -> tuple:
     """`ordered`'s columns (`_ORDERED_COLS`) for `runs`, as sorted."""
-    ids = "".join([run.id for run in runs]).encode("ascii")
+    ids = "\n".join([run.id for run in runs]).encode("ascii")
     # A `.guild` time too recent to trust is stored as 0: the run is
     # read again next time, as the runs table has it.
     gsigs = _int64_bytes([g if g < trusted else 0 for g in map(attrgetter("_gmtime"), runs)])

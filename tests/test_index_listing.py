@@ -271,6 +271,13 @@ def test_view_first_listing_does_not_list_an_unchanged_runs_directory(home, monk
     data = datalib.Data()
     data.first_listing()
     assert list(data._listing.runs) == expected and listed == []
+    # Pages of it, either way round.
+    for desc, offset in (("1", "0"), ("1", "2"), ("0", "0"), ("0", "1")):
+        page = data.runs_page({"limit": ["2"], "offset": [offset], "desc": [desc]})
+        ordered = expected if desc == "1" else expected[::-1]
+        assert [r["id"] for r in page["runs"]] == ordered[int(offset) : int(offset) + 2]
+        assert page["total"] == 3
+    assert listed == []
     # Changed since (a run added): listed once, the new run in place.
     new_id = clone(runs, newest_start(runs) + 1000)
     listed.clear()

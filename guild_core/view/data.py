@@ -116,13 +116,15 @@ class Data:
             except OSError:
                 self.relist()
                 return
+            ids = ids[:]
             present = set(names)
-            if not present.issuperset(ids):
+            unknown = present.difference(ids)
+            if len(present) - len(unknown) < len(ids):
                 # Runs removed since.
                 kept = [(i, k) for i, k in zip(ids, starts) if i in present]
                 ids, starts = [i for i, _k in kept], [k for _i, k in kept]
-            known = set(ids)
-            maybe_new = [name for name in names if name not in known]
+            # In the directory's order (ties in start time keep it).
+            maybe_new = [name for name in names if name in unknown] if unknown else ()
         new = []
         for name in maybe_new:
             if RUN_ID_P.match(name) and is_run_dir(root / name):
