@@ -128,8 +128,7 @@ class Data:
         new = []
         for name in maybe_new:
             if RUN_ID_P.match(name) and is_run_dir(root / name):
-                run = Run(name, root / name)
-                new.append((run.get("started") or run.get("initialized") or 0, name))
+                new.append((_start_of(Run(name, root / name)), name))
         if new:
             ids, starts = _merged(ids, starts, new)
         self._listing = _Listing(mtime, ids)
@@ -431,6 +430,16 @@ def _merged(ids, starts, new: list[tuple[int, str]]) -> tuple[list[str], list[in
 
 def _neg(x: int) -> int:
     return -x
+
+
+def _start_of(run: Run) -> int:
+    """The start time a run is listed by, as the run index keeps it:
+    `started`, else `initialized`, else 0 (a value not a number is 0)."""
+    for name in ("started", "initialized"):
+        val = run.get(name)
+        if isinstance(val, int) and not isinstance(val, bool) and val:
+            return val
+    return 0
 
 
 # -- rows ------------------------------------------------------------
