@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import sys
 import time
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +95,14 @@ def db_path() -> Path:
 # ---------------------------------------------------------------------
 
 
-def runs_in(root: Path, names: list[str]):
-    """`Run` objects for the run directories `names` under `root`, their
-    listing facts served from the index (refreshed where a run changed),
-    or None when the index cannot be used (the caller reads the runs
-    directly)."""
+def runs_in(root: Path, names: list[str], dir_mtime: int | None = None):
+    """`Run` objects for the run directories `names` under `root`,
+    newest first (by start time, ties in the order of `names`), their
+    listing facts served from the index (refreshed where a run
+    changed), or None when the index cannot be used (the caller reads
+    the runs directly). `dir_mtime` is the time of `root` taken before
+    `names` were listed: stored with the listing, it tells a later
+    reader (`last_listing`) whether runs were added or removed since."""
     if not enabled():
         return None
     db = _conn()
@@ -107,7 +110,7 @@ def runs_in(root: Path, names: list[str]):
         return None
     sqlite3 = _sqlite()
     try:
-        return _runs(db, root, names)
+        return _runs(db, root, names, dir_mtime)
     except sqlite3.OperationalError:
         # Busy, read-only, a full disk: read the runs directly this time.
         return None
@@ -116,7 +119,7 @@ def runs_in(root: Path, names: list[str]):
         return None
 
 
-def _runs(db, root: Path, names: list[str]):
+def _runs(db, root: Path, names: list[str], dir_mtime: int | None):
     import gc
 
     # A listing makes an object or two per run: the cyclic collector,
@@ -125,53 +128,167 @@ def _runs(db, root: Path, names: list[str]):
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _runs_of(db, root, names)
+        return _runs_of(db, root, names, dir_mtime)
     finally:
         if collecting:
             gc.enable()
 
 
-_LISTING = struct.Struct("<32sqq")
+# The stored listing of a root (table `ordered`): its runs newest first
+# as `runs_in` returns them, packed in one row (the ids, ASCII, one a
+# line; their `.guild` times and start times as little-endian int64s:
+# three blobs), the root's time before it was listed (0 when too recent
+# to trust) and the names that looked like runs but were not then (a
+# run being made: read again by `last_listing`'s reader). One row, not
+# a row per run: what a listing and `guild view`'s first page read.
+_ORDERED_COLS = "dir_mtime, ids, gsigs, starts, others"
+# A run id (32 hex digits) and its newline.
+_ID_STRIDE = 33
 
 
-def _stored_listing(db, key: str) -> tuple[dict[str, tuple[int, int]], bool]:
+def _int64s(data: bytes):
+    from array import array
+
+    a = array("q")
+    a.frombytes(data)
+    if sys.byteorder == "big":
+        a.byteswap()
+    return a
+
+
+def _int64_bytes(values) -> bytes:
+    from array import array
+
+    try:
+        a = array("q", values)
+    except OverflowError:
+        lo, hi = -(1 << 63), (1 << 63) - 1
+        a = array("q", [min(max(v, lo), hi) for v in values])
+    if sys.byteorder == "big":
+        a.byteswap()
+    return a.tobytes()
+
+
+class Listed:
+    """A root's runs as the index listed them last (`last_listing`):
+    `ids`, newest first, and their start times (`starts`); `dir_mtime`,
+    the root's time before that listing (0 when unknown or too recent
+    to trust: then runs may have been added or removed since without
+    changing it); `others`, names under the root that looked like runs
+    but were not then."""
+
+    __slots__ = ("ids", "starts", "gsigs", "dir_mtime", "others")
+
+    def __init__(self, ids, starts, gsigs, dir_mtime: int, others: list[str]):
+        self.ids = ids
+        self.starts = starts
+        self.gsigs = gsigs
+        self.dir_mtime = dir_mtime
+        self.others = others
+
+
+def _read_ordered(db, key: str, gsigs: bool = True) -> Listed | None:
+    """The root's stored listing, None without one (none written yet,
+    an index from before it was kept, or one that does not decode)."""
+    cols = _ORDERED_COLS if gsigs else "dir_mtime, ids, NULL, starts, others"
+    try:
+        row = db.execute(f"SELECT {cols} FROM ordered WHERE root = ?", (key,)).fetchone()
+    except _sqlite().OperationalError as e:
+        if "no such table" in str(e):
+            return None  # an index that could not be given the table
+        raise
+    if row is None:
+        return None
+    dir_mtime, ids, g, st, others = row
+    if not (isinstance(ids, bytes) and isinstance(st, bytes)) or (ids and (len(ids) + 1) % _ID_STRIDE):
+        return None
+    n = (len(ids) + 1) // _ID_STRIDE if ids else 0
+    if len(st) != n * 8 or (gsigs and (not isinstance(g, bytes) or len(g) != n * 8)):
+        return None
+    try:
+        text = ids.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if n and text.count("\n") != n - 1:
+        return None
+    return Listed(
+        _Ids(text), _int64s(st), _int64s(g) if gsigs else None,
+        dir_mtime if isinstance(dir_mtime, int) else 0,
+        [o for o in (others or "").split("\n") if o],
+    )
+
+
+class _Ids:
+    """Run ids, one a line in one string, as a read-only sequence: a
+    page slices out fifty without making a string of each of 100,000;
+    ``ids[:]`` makes them all (one split)."""
+
+    __slots__ = ("_text", "_n")
+
+    def __init__(self, text: str):
+        self._text = text
+        self._n = (len(text) + 1) // _ID_STRIDE if text else 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        text, n, k = self._text, self._n, _ID_STRIDE
+        if isinstance(i, slice):
+            start, stop, step = i.indices(n)
+            if (start, stop, step) == (0, n, 1):
+                return text.split("\n") if n else []
+            return [text[j * k : j * k + k - 1] for j in range(start, stop, step)]
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("run id index out of range")
+        return text[i * k : i * k + k - 1]
+
+    def __iter__(self):
+        return iter(self[:])
+
+
+def _stored_listing(db, key: str) -> tuple[dict[str, tuple[int, int]], Listed | None]:
     """Id -> (`.guild` time, start time) of the root's indexed runs, and
-    whether that came from the packed copy (one value, where the runs
-    table is a row per run: five times faster to read)."""
-    row = db.execute("SELECT data FROM listing WHERE root = ?", (key,)).fetchone()
-    data = row[0] if row is not None else None
-    if isinstance(data, bytes) and len(data) % _LISTING.size == 0:
-        try:
-            return {rid.decode("ascii"): (g, s) for rid, g, s in _LISTING.iter_unpack(data)}, True
-        except UnicodeDecodeError:
-            pass
+    the stored listing they came from (one row, where the runs table is
+    a row per run: several times faster to read), None when they came
+    from the runs table."""
+    listed = _read_ordered(db, key)
+    if listed is not None:
+        return dict(zip(listed.ids[:], zip(listed.gsigs, listed.starts))), listed
     query = db.execute("SELECT id, gsig, sort_key FROM runs WHERE root = ?", (key,))
-    return {row[0]: (row[1], row[2] or 0) for row in query}, False
+    return {row[0]: (row[1], row[2] or 0) for row in query}, None
 
 
-def last_listing(root: Path) -> dict[str, tuple[int, int]] | None:
-    """Id -> (`.guild` time, start time) of the runs of `root` as the
-    index listed them last, no run checked: what a long-lived process
-    (`guild view`) may show first, while it lists the runs; None
-    without such a listing."""
+def last_listing(root: Path) -> Listed | None:
+    """The runs of `root` as the index listed them last, newest first,
+    no run checked (`Listed`): what a long-lived process (`guild view`)
+    may show first, while it lists the runs; None without such a
+    listing."""
     if not enabled():
         return None
     db = _conn()
     if db is None:
         return None
+    key = str(root)
     try:
-        stored, _packed_ = _stored_listing(db, str(root))
+        listed = _read_ordered(db, key, gsigs=False)
+        if listed is not None:
+            return listed
+        # No stored listing (an index written before one was kept, or
+        # a start time read again since): the runs table, sorted.
+        rows = db.execute(
+            "SELECT id, sort_key FROM runs WHERE root = ? ORDER BY sort_key DESC", (key,)
+        ).fetchall()
     except _sqlite().Error:
         return None
-    return stored or None
+    if not rows:
+        return None
+    return Listed([r[0] for r in rows], [r[1] or 0 for r in rows], None, 0, [])
 
 
-def _packed(listing: dict[str, tuple[int, int]]) -> bytes:
-    pack = _LISTING.pack
-    return b"".join(pack(rid.encode("ascii"), g, s) for rid, (g, s) in listing.items())
-
-
-def _runs_of(db, root: Path, names: list[str]):
+def _runs_of(db, root: Path, names: list[str], dir_mtime: int | None):
     from .run import RUN_ID_P, Run
 
     # Rows read for an earlier listing in this process may be stale.
@@ -181,13 +298,14 @@ def _runs_of(db, root: Path, names: list[str]):
     # run's markers, event files and end changes. What a listing that
     # only sorts needs (the start time) changes only with it; the rest
     # is checked when a run's facts are used (`prime`).
-    stored, packed = _stored_listing(db, key)
-    listing = dict(stored)
+    stored, listed = _stored_listing(db, key)
+    n_stored = len(stored)
     now_ns = time.time_ns()
     trusted = now_ns - _RACY_NS
     runs = []
     stale = []
     changed = []
+    others = []
     stat = os.stat
     match = RUN_ID_P.match
     pop = stored.pop
@@ -199,6 +317,7 @@ def _runs_of(db, root: Path, names: list[str]):
         try:
             g_mtime = stat(path + "/.guild").st_mtime_ns
         except OSError:
+            others.append(name)
             continue
         old = pop(name, None)
         run = Run(name, path)
@@ -223,15 +342,30 @@ def _runs_of(db, root: Path, names: list[str]):
             run._sort_key = row[6]
         if not_runs:
             runs = [run for run in runs if run.id not in not_runs]
+            others.extend(sorted(not_runs))
+    # Newest first, ties in the order listed (a stable sort).
+    runs.sort(key=attrgetter("_sort_key"), reverse=True)
     _listed[key] = runs
     gone = list(stored)
-    if changed or gone or not packed:
-        for run_id in gone:
-            del listing[run_id]
-        for row in changed:
-            listing[row[0]] = (row[1], row[6])
-        _write(db, key, changed, gone, _packed(listing))
+    if dir_mtime is None or dir_mtime >= trusted:
+        dir_mtime = 0
+    if (
+        changed or gone or listed is None
+        or listed.dir_mtime != dir_mtime or listed.others != others
+        or len(runs) != n_stored
+    ):
+        _write(db, key, changed, gone, _ordered_row(runs, trusted, dir_mtime, others))
     return runs
+
+
+def _ordered_row(runs: list, trusted: int, dir_mtime: int, others: list[str]) -> tuple:
+    """`ordered`'s columns (`_ORDERED_COLS`) for `runs`, as sorted."""
+    ids = "\n".join([run.id for run in runs]).encode("ascii")
+    # A `.guild` time too recent to trust is stored as 0: the run is
+    # read again next time, as the runs table has it.
+    gsigs = _int64_bytes([g if g < trusted else 0 for g in map(attrgetter("_gmtime"), runs)])
+    starts = _int64_bytes([k or 0 for k in map(attrgetter("_sort_key"), runs)])
+    return dir_mtime, ids, gsigs, starts, "\n".join(others)
 
 
 def _facts_of(args):
@@ -510,8 +644,9 @@ def prime(run) -> None:
             facts = read_facts(path, now_ns)
             if facts is None:
                 return
+            moved = facts[4] != row[6]
             row = (row[0], row[1], *facts)
-            _pending_rows.append((run._root, row))
+            _pending_rows.append((run._root, row, moved))
             _schedule_flush()
     else:
         run._index = None
@@ -1066,12 +1201,13 @@ def flush() -> None:
             )
             _db.executemany(
                 f"INSERT OR REPLACE INTO runs ({_ROW_COLS}, root) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [row + (root,) for root, row in rows],
+                [row + (root,) for root, row, _moved in rows],
             )
-            # A start time read again may differ from the packed one:
-            # the next listing packs them again.
+            # A start time read again that differs from the stored
+            # listing's: the next listing stores it again.
             _db.executemany(
-                "DELETE FROM listing WHERE root = ?", [(root,) for root in {r for r, _row in rows}]
+                "DELETE FROM ordered WHERE root = ?",
+                [(root,) for root in {r for r, _row, moved in rows if moved}],
             )
     except _sqlite().Error:
         pass  # busy or read-only: a later command stores them
@@ -1135,7 +1271,17 @@ def _open():
             return None
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == SCHEMA and _tables(db) >= {"runs", "scalars", "tags", "listing"}:
+            tables = _tables(db) if version == SCHEMA else set()
+            if tables >= {"runs", "scalars", "tags", "listing"}:
+                if "ordered" not in tables:
+                    # An index of this schema from before the stored
+                    # listing was kept: the table is added (readers do
+                    # without it where the file cannot be written).
+                    try:
+                        with _transaction(db):
+                            _create_ordered(db)
+                    except sqlite3.OperationalError:
+                        pass
                 return db
             if version == 0 and not _tables(db):
                 _create(db)
@@ -1176,10 +1322,20 @@ def _create(db) -> None:
             " xv REAL, xs INTEGER, total REAL, count INTEGER, PRIMARY KEY (root, id, tag))"
         )
         db.execute("CREATE INDEX IF NOT EXISTS tags_by_tag ON tags (root, tag)")
-        # Per root, what a listing reads of every run, packed
-        # (`_LISTING`): a copy of the runs table's id, gsig and sort_key.
+        # An earlier version's packed listing, left empty (that version
+        # needs the table to open the file).
         db.execute("CREATE TABLE IF NOT EXISTS listing (root TEXT PRIMARY KEY, data BLOB)")
+        _create_ordered(db)
         db.execute(f"PRAGMA user_version = {SCHEMA}")
+
+
+def _create_ordered(db) -> None:
+    # Per root, its runs newest first, packed (`_ordered_row`).
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS ordered ("
+        " root TEXT PRIMARY KEY, dir_mtime INTEGER NOT NULL, ids BLOB NOT NULL,"
+        " gsigs BLOB NOT NULL, starts BLOB NOT NULL, others TEXT NOT NULL)"
+    )
 
 
 class _transaction:
@@ -1203,7 +1359,7 @@ class _transaction:
         self.db.execute("ROLLBACK")
 
 
-def _write(db, key: str, changed: list[tuple], gone: list[str], listing: bytes) -> None:
+def _write(db, key: str, changed: list[tuple], gone: list[str], ordered: tuple) -> None:
     sqlite3 = _sqlite()
     from . import faults
 
@@ -1218,7 +1374,13 @@ def _write(db, key: str, changed: list[tuple], gone: list[str], listing: bytes) 
             db.executemany("DELETE FROM runs WHERE root = ? AND id = ?", [(key, g) for g in gone])
             db.executemany("DELETE FROM scalars WHERE root = ? AND id = ?", [(key, g) for g in gone])
             db.executemany("DELETE FROM tags WHERE root = ? AND id = ?", [(key, g) for g in gone])
-            db.execute("INSERT OR REPLACE INTO listing (root, data) VALUES (?, ?)", (key, listing))
+            db.execute(
+                f"INSERT OR REPLACE INTO ordered (root, {_ORDERED_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (key, *ordered),
+            )
+            # Where an earlier version's packed listing was: not kept
+            # up to date any more.
+            db.execute("DELETE FROM listing WHERE root = ?", (key,))
     except sqlite3.OperationalError:
         # Busy past the timeout, or a read-only home: this command has
         # what it read; a later one writes it.

@@ -693,6 +693,12 @@ def runs_in(root: Path) -> list[Run]:
     their listing facts come from the run index (`guild_core.index`).
     Leftovers of interrupted commands found on the way are cleaned up
     (`store.sweep`)."""
+    # The directory's time before it is listed, stored with the index's
+    # listing: while it is unchanged, no run was added or removed since.
+    try:
+        dir_mtime = os.stat(root).st_mtime_ns
+    except OSError:
+        dir_mtime = None
     try:
         names = os.listdir(root)
     except FileNotFoundError:
@@ -711,12 +717,9 @@ def runs_in(root: Path) -> list[Run]:
     if root in (home.runs_dir(), home.trash_runs_dir()):
         from . import index
 
-        indexed = index.runs_in(root, names)
+        # Sorted by the start time the index has of each run.
+        indexed = index.runs_in(root, names, dir_mtime)
         if indexed is not None:
-            from operator import attrgetter
-
-            # The index sets each run's start time as it listed them.
-            indexed.sort(key=attrgetter("_sort_key"), reverse=True)
             return indexed
     runs = [
         Run(name, root / name)

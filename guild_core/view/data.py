@@ -21,7 +21,7 @@ from typing import Any
 
 from guild_core import compare, home, select, util
 from guild_core.errors import GuildError, NoSuchRun
-from guild_core.run import RUN_ID_P, Run
+from guild_core.run import RUN_ID_P, Run, is_run_dir
 from guild_core.runvalues import RunValues
 
 DEFAULT_LIMIT = 50
@@ -91,34 +91,47 @@ class Data:
         runs directory now, in the order the run index listed them last
         (runs new since read for their start time); the full listing,
         each run checked, follows once a request finds this one older
-        than `LISTING_FRESH` s. Done at start, in the background."""
+        than `LISTING_FRESH` s. Done at start, in the background.
+
+        While the runs directory's time is the one the index stored
+        with its listing (and old enough to trust), no run was added or
+        removed since: the stored ids are the runs, with those that
+        were not runs yet then checked again (`Listed.others`), and the
+        directory is not listed. Otherwise it is, once."""
         from guild_core import index
-        from guild_core.run import is_run_dir
 
         root = home.runs_dir()
         mtime = _mtime(root)
-        stored = index.last_listing(root)
-        if stored is None or mtime is None:
+        listed = index.last_listing(root)
+        if listed is None or mtime is None:
             self.relist()
             return
-        try:
-            names = os.listdir(root)
-        except OSError:
-            self.relist()
-            return
-        keyed = []
-        add = keyed.append
-        get = stored.get
-        for name in names:
-            entry = get(name)
-            if entry is not None:
-                add((entry[1], name))
-            elif RUN_ID_P.match(name) and is_run_dir(root / name):
-                run = Run(name, root / name)
-                add((run.get("started") or run.get("initialized") or 0, name))
-        # As `runs_in` sorts: by start time alone, ties in directory order.
-        keyed.sort(key=itemgetter(0), reverse=True)
-        self._listing = _Listing(mtime, [name for _k, name in keyed])
+        ids, starts = listed.ids, listed.starts
+        racy = time.time_ns() - mtime < 2_000_000_000
+        if listed.dir_mtime and listed.dir_mtime == mtime and not racy:
+            maybe_new = listed.others
+        else:
+            try:
+                names = os.listdir(root)
+            except OSError:
+                self.relist()
+                return
+            ids = ids[:]
+            present = set(names)
+            unknown = present.difference(ids)
+            if len(present) - len(unknown) < len(ids):
+                # Runs removed since.
+                kept = [(i, k) for i, k in zip(ids, starts) if i in present]
+                ids, starts = [i for i, _k in kept], [k for _i, k in kept]
+            # In the directory's order (ties in start time keep it).
+            maybe_new = [name for name in names if name in unknown] if unknown else ()
+        new = []
+        for name in maybe_new:
+            if RUN_ID_P.match(name) and is_run_dir(root / name):
+                new.append((_start_of(Run(name, root / name)), name))
+        if new:
+            ids, starts = _merged(ids, starts, new)
+        self._listing = _Listing(mtime, ids)
 
     def relist(self) -> "_Listing":
         root = home.runs_dir()
@@ -401,6 +414,39 @@ def _mtime(path) -> int | None:
         return os.stat(path).st_mtime_ns
     except OSError:
         return None
+
+
+def _merged(ids, starts, new: list[tuple[int, str]]) -> tuple[list[str], list[int]]:
+    """`ids` (newest first, `starts` their start times) with the runs
+    `new` ((start time, id)...) each put in its place: after those that
+    started at the same time or later."""
+    from bisect import bisect_right
+
+    if len(new) > 64:
+        pairs = [*zip(starts, ids), *new]
+        pairs.sort(key=itemgetter(0), reverse=True)  # stable: ties keep their order
+        return [name for _k, name in pairs], [k for k, _name in pairs]
+    ids, starts = list(ids), list(starts)
+    for key, name in sorted(new, key=itemgetter(0), reverse=True):
+        # `starts` is descending: search it negated.
+        at = bisect_right(starts, -key, key=_neg)
+        ids.insert(at, name)
+        starts.insert(at, key)
+    return ids, starts
+
+
+def _neg(x: int) -> int:
+    return -x
+
+
+def _start_of(run: Run) -> int:
+    """The start time a run is listed by, as the run index keeps it:
+    `started`, else `initialized`, else 0 (a value not a number is 0)."""
+    for name in ("started", "initialized"):
+        val = run.get(name)
+        if isinstance(val, int) and not isinstance(val, bool) and val:
+            return val
+    return 0
 
 
 # -- rows ------------------------------------------------------------
