@@ -34,8 +34,9 @@ OP_KEYS = {
     "stoppable", "handle-keyboard-interrupt", "flag-encoder", "publish",
     "default-flag-arg-skip", "pip-freeze", "delete-on-success",
     "can-stage-trials", "run-attrs", "set-trace", "sourcecode-digest",
-    # guild's own: the Dask worker resources each trial needs (--dask).
-    "dask-resources",
+    # guild's own: the Dask worker resources each trial needs (--dask),
+    # and the pruner that stops a batch's losing trials (--pruner).
+    "dask-resources", "pruner",
 }
 FLAG_KEYS = {
     "default", "type", "choices", "required", "description", "alias", "arg-name",

@@ -165,7 +165,9 @@ def pruner_flags(entry, assigns: list[str], named: dict[str, Any] | None = None)
                 where = " (in guild.yml)" if source == "guild.yml" else ""
                 raise GuildError(f"unsupported flag '{name}' for pruner {entry.name}{where}", hint=hint)
             try:
-                vals[name] = flagslib.coerce(fd, raw) if isinstance(raw, str) else raw
+                # guild.yml's YAML values are checked as typed ones are:
+                # a pruner gets values of its flags' types and bounds.
+                vals[name] = flagslib.coerce(fd, raw)
             except (FlagError, ValueError) as e:
                 # The flag's own message names the value and flag again.
                 why = str(e).rsplit(": ", 1)[-1]

@@ -265,6 +265,7 @@ search:
 """)
     out = guild(guild_home, curve.path, "run", "train", "trial=[1,3,2]", "-y")
     assert out.returncode == 0, out.stderr
+    assert "WARNING" not in out.stderr
     assert "Pruning trial" in out.stdout and "(median)" in out.stdout
     out = guild(guild_home, curve.path, "run", "search", "trial=[1,3]", "-o", "rand", "-m", "2", "-y")
     assert out.returncode == 0, out.stderr
@@ -417,3 +418,11 @@ def test_pessimistic_value_never_beats_the_worst_completed():
     assert pessimistic_value(awful, {**done, "p": awful}, minimize=True) == 9
     assert pessimistic_value(early, {**done, "p": early}, minimize=False) == 1
     assert pessimistic_value(h("p", []), {}, minimize=True) is None
+
+
+def test_guild_yml_pruner_flags_are_checked_as_command_line_ones(guild_home, curve):
+    curve.write("guild.yml", "train:\n  main: curve\n  flags:\n    trial: 1\n  pruner: {name: asha, reduction-factor: 1}\n")
+    out = guild(guild_home, curve.path, "run", "train", "trial=[1,2]", "-y")
+    assert out.returncode != 0
+    assert out.stderr.startswith("guild: invalid value 1 for pruner flag 'reduction-factor': out of range (less than min 2)")
+    assert not (guild_home / "runs").exists() or not list((guild_home / "runs").iterdir())

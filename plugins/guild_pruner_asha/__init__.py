@@ -43,10 +43,12 @@ def guild_register_pruners(register):
 
 class AshaPruner:
     def __init__(self, ctx):
+        # Typed and within their bounds: the core checks a pruner's
+        # flags against their FlagDefs.
         flags = ctx.flags
-        self.min_resource = _int(flags, "min-resource", 1)
-        self.factor = _int(flags, "reduction-factor", 2)
-        self.max_resource = _int(flags, "max-resource", 0)
+        self.min_resource = flags["min-resource"]
+        self.factor = flags["reduction-factor"]
+        self.max_resource = flags["max-resource"]
         if self.max_resource and self.max_resource <= self.min_resource:
             raise ValueError(f"max-resource ({self.max_resource}) must be above min-resource ({self.min_resource})")
         self.minimize = ctx.minimize
@@ -107,11 +109,3 @@ class AshaPruner:
 
         return pessimistic_value(trial, trials, self.minimize)
 
-
-def _int(flags, name, minimum):
-    val = flags.get(name)
-    if isinstance(val, bool) or not isinstance(val, int):
-        raise ValueError(f"{name} must be a whole number, not {val!r}")
-    if val < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {val}")
-    return val

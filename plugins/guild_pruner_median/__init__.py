@@ -40,11 +40,13 @@ def guild_register_pruners(register):
 
 class MedianPruner:
     def __init__(self, ctx):
+        # Typed and within their bounds: the core checks a pruner's
+        # flags against their FlagDefs.
         flags = ctx.flags
-        self.startup = _int(flags, "startup-trials", 0)
-        self.warmup = _int(flags, "warmup-steps", 0)
-        self.interval = _int(flags, "interval-steps", 1)
-        self.min_trials = _int(flags, "min-trials", 1)
+        self.startup = flags["startup-trials"]
+        self.warmup = flags["warmup-steps"]
+        self.interval = flags["interval-steps"]
+        self.min_trials = flags["min-trials"]
         self.minimize = ctx.minimize
 
     def _judged_step(self, trial) -> bool:
@@ -88,11 +90,3 @@ def _median(vals):
     mid = n // 2
     return vals[mid] if n % 2 else (vals[mid - 1] + vals[mid]) / 2
 
-
-def _int(flags, name, minimum):
-    val = flags.get(name)
-    if isinstance(val, bool) or not isinstance(val, int):
-        raise ValueError(f"{name} must be a whole number, not {val!r}")
-    if val < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {val}")
-    return val
