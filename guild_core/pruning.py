@@ -43,6 +43,7 @@ COMMON_FLAGS = {
 }
 
 POLL_INTERVAL = 0.01
+FINISHED_RECHECK = 0.5
 
 
 @dataclass
@@ -246,6 +247,8 @@ class Monitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stoppers: list[threading.Thread] = []
+        self._known: dict[str, Run] = {}
+        self._rechecked = 0.0
 
     def start(self) -> "Monitor":
         self._thread = threading.Thread(target=self._loop, name="guild-pruner", daemon=True)
@@ -269,26 +272,33 @@ class Monitor:
             self._stop.wait(POLL_INTERVAL)
 
     def _trials(self) -> list[Run]:
+        """The batch's trials: its links, each checked once (a poll
+        lists the batch directory, and stats only links new since)."""
         from . import home
 
-        root = home.runs_dir()
         try:
             names = os.listdir(self.batch.path)
         except OSError:
-            return []
-        out = []
+            return list(self._known.values())
+        root = home.runs_dir()
+        for gone in self._known.keys() - set(names):
+            del self._known[gone]  # deleted meanwhile
         for name in names:
-            if RUN_ID_P.match(name) and os.path.islink(self.batch.path / name):
+            if name not in self._known and RUN_ID_P.match(name) and os.path.islink(self.batch.path / name):
                 path = root / name
                 if (path / ".guild").is_dir():
-                    out.append(Run(name, path))
-        return out
+                    self._known[name] = Run(name, path)
+        return list(self._known.values())
 
     def poll(self) -> None:
         """Read what trials logged since the last poll; ask the pruner
         about each new step of each running trial, in step order."""
         from .view import series
 
+        now = time.monotonic()
+        recheck = now - self._rechecked >= FINISHED_RECHECK
+        if recheck:
+            self._rechecked = now
         for run in self._trials():
             with self.lock:
                 h = self.histories.get(run.id)
@@ -296,8 +306,10 @@ class Monitor:
                     h = self.histories[run.id] = History(run.id, pruned=is_pruned(run))
             if h.final:
                 # A finished trial is read again only once it runs again
-                # (a restart): its LOCK is back.
-                if not run.guild_path("LOCK").exists():
+                # (a restart): its LOCK is back. Looked for twice a
+                # second, not at every poll: a restart is no hurry, and a
+                # large batch has many finished trials.
+                if not recheck or not run.guild_path("LOCK").exists():
                     continue
                 with self.lock:
                     h = self.histories[run.id] = History(run.id, pruned=is_pruned(run), seen=h.seen)
