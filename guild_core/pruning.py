@@ -293,7 +293,7 @@ class Monitor:
     def poll(self) -> None:
         """Read what trials logged since the last poll; ask the pruner
         about each new step of each running trial, in step order."""
-        from .view import series
+        from . import series
 
         now = time.monotonic()
         recheck = now - self._rechecked >= FINISHED_RECHECK

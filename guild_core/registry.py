@@ -82,6 +82,21 @@ class _Names:
         self.owners[name] = plugin
         self.entries[name] = entry
 
+    def claim_aliased(self, entry: Any, plugin: str) -> None:
+        """`entry` under its name and each of its aliases."""
+        for name in (entry.name, *entry.aliases):
+            self.claim(name, entry, plugin)
+
+
+def _by_name(entries: dict[str, Any], what: str, name: str) -> Any:
+    """The entry registered as `name` (a name or an alias), else an
+    error listing what is available."""
+    entry = entries.get(name)
+    if entry is None:
+        known = ", ".join(sorted({e.name for e in entries.values()})) or "none installed"
+        raise GuildError(f"unknown {what} '{name}' (available: {known})")
+    return entry
+
 
 class Registry:
     def __init__(self, pm):
@@ -110,19 +125,14 @@ class Registry:
                     name, factory, tuple(aliases), dict(flags or {}),
                     default_max_trials, description, plugin,
                 )
-                for n in (name, *aliases):
-                    names.claim(n, entry, plugin)
+                names.claim_aliased(entry, plugin)
 
             return register
 
         return self._collect("guild_register_optimizers", "optimizer", make).entries
 
     def optimizer(self, name: str) -> OptimizerEntry:
-        entry = self.optimizers().get(name)
-        if entry is None:
-            known = ", ".join(sorted({e.name for e in self.optimizers().values()})) or "none installed"
-            raise GuildError(f"unknown optimizer '{name}' (available: {known})")
-        return entry
+        return _by_name(self.optimizers(), "optimizer", name)
 
     # -- pruners ------------------------------------------------------
 
@@ -131,20 +141,14 @@ class Registry:
 
         def make(names, plugin):
             def register(name, factory, *, aliases=(), flags=None, description=""):
-                entry = PrunerEntry(name, factory, tuple(aliases), dict(flags or {}), description, plugin)
-                for n in (name, *aliases):
-                    names.claim(n, entry, plugin)
+                names.claim_aliased(PrunerEntry(name, factory, tuple(aliases), dict(flags or {}), description, plugin), plugin)
 
             return register
 
         return self._collect("guild_register_pruners", "pruner", make).entries
 
     def pruner(self, name: str) -> PrunerEntry:
-        entry = self.pruners().get(name)
-        if entry is None:
-            known = ", ".join(sorted({e.name for e in self.pruners().values()})) or "none installed"
-            raise GuildError(f"unknown pruner '{name}' (available: {known})")
-        return entry
+        return _by_name(self.pruners(), "pruner", name)
 
     # -- batch formats ------------------------------------------------
 

@@ -111,6 +111,16 @@ def sh(guild_home):
     return run
 
 
+def age(path: Path, seconds: float = 30) -> None:
+    """Make every file and directory under `path` look `seconds` old:
+    the index trusts only times older than its racy window."""
+    t = time.time() - seconds
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.utime(os.path.join(root, name), (t, t), follow_symlinks=False)
+    os.utime(path, (t, t))
+
+
 def wait_for(pred, timeout=20.0, what="condition"):
     """`pred()`'s first true value, polled until `timeout` seconds."""
     deadline = time.time() + timeout

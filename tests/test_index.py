@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import age
+
 from guild_core import index
 
 
@@ -25,16 +27,6 @@ def guild(*args, env=None, input=None):
         [sys.executable, "-m", "guild_core.cli.main", *args],
         capture_output=True, text=True, env=full, input=input, timeout=120,
     )
-
-
-def age(path: Path, seconds: float = 30) -> None:
-    """Make every file and directory under `path` look `seconds` old:
-    the index trusts only times older than its racy window."""
-    t = time.time() - seconds
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.utime(os.path.join(root, name), (t, t), follow_symlinks=False)
-    os.utime(path, (t, t))
 
 
 @pytest.fixture

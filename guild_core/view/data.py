@@ -294,7 +294,7 @@ class Data:
     # -- scalars ---------------------------------------------------
 
     def scalars(self, query: dict[str, list[str]]) -> dict[str, Any]:
-        from . import series
+        from guild_core import series
 
         ids = _ids(query)
         max_points = _int(query, "max_points", DEFAULT_MAX_POINTS, 2)
